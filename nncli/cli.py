@@ -1,0 +1,132 @@
+"""The nncli command line. Thin: parse options, call the library, render with nncli.view.
+
+Exit codes: 0 success; 1 the job ran and failed (diverged, gradcheck mismatch);
+2 bad usage, config or data; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import EXIT_INTERRUPTED, NncliError
+
+EXIT_CODES_HELP = "Exit codes: 0 success; 1 the job ran and failed (diverged, gradcheck mismatch); 2 bad usage, config or data; 130 interrupted."
+
+app = typer.Typer(
+    name="nncli",
+    help="Train small neural networks from YAML configs, as the lecture teaches them.\n\n" + EXIT_CODES_HELP,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _command(fn):
+    """Turn library errors into one line on stderr and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from . import view
+
+        try:
+            return fn(*args, **kwargs)
+        except NncliError as e:
+            view.error(str(e))
+            raise typer.Exit(e.exit_code)
+        except KeyboardInterrupt:
+            view.error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            raise typer.Exit(0)
+
+    return wrapper
+
+
+def _quiet_broken_pipe():
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def _version(value: bool):
+    if value:
+        from . import __version__
+
+        print(f"nncli {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    """Train small neural networks from YAML configs, as the lecture teaches them."""
+
+
+SetOpt = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set train.lr=0.1 (repeatable; the value is read as YAML).")
+
+
+@app.command()
+@_command
+def train(
+    config: Path = typer.Argument(..., help="YAML experiment config, e.g. configs/xor.yaml", show_default=False),
+    set_: Optional[List[str]] = SetOpt,
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: the config's name)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories are created."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but the result."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (run_dir and summary) on stdout."),
+):
+    """Train the network a config describes and write runs/<id>/.
+
+    Streams the loss on stderr; prints the run directory (or, with --json, the summary) on stdout.
+    """
+    from . import view
+    from .config import load_config
+    from .errors import JobFailed
+    from .job import TrainingJob
+
+    overrides = list(set_ or [])
+    if name is not None:
+        overrides.append(f"name={json.dumps(name)}")
+    cfg = load_config(config, overrides)
+    job = TrainingJob(cfg, runs_dir)
+    if not quiet:
+        for w in job.warnings:
+            view.warning(w)
+    run_dir = job.start()
+    title = f"{job.cfg.name}: {'-'.join(map(str, job.cfg.model.layers))} {job.cfg.loss}, {job.cfg.train.optimizer} lr {job.cfg.train.lr}"
+    with view.TrainView(job.cfg.train.epochs, job.metric_name(), job.data.val is not None, title, quiet=quiet) as tv:
+        for rec in job.epochs():
+            tv.update(rec)
+    summary = job.finish()
+    if not quiet:
+        view.summary_table(summary, str(run_dir))
+    if as_json:
+        print(json.dumps({"run_dir": str(run_dir), **summary}, ensure_ascii=False))
+    else:
+        print(run_dir)
+    if summary["status"] == "diverged":
+        raise JobFailed(summary.get("message", "training diverged"))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

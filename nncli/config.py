@@ -1,0 +1,372 @@
+"""The experiment config: schema, YAML loading, ``--set`` overrides and validation.
+
+Configs are loaded with ``yaml.safe_load`` only (no tag can run code), validated once at
+the door by pydantic (unknown keys rejected, ``lr: 1e-3`` coerced to 0.001), and every
+problem is reported as one line naming the file and the key path, e.g.
+``configs/x.yaml: train.lrr: unknown key; did you mean 'lr'?``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
+from .errors import ConfigError, did_you_mean
+from .losses import LOSSES
+from .model import INIT_SCHEMES
+from .optim import OPTIMIZERS
+
+NAME_RE = re.compile(r"^[\w][\w.\-]*$")
+
+
+def _choice(value: Any, choices, what: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {what} {value!r}{did_you_mean(value, choices)} (valid: {', '.join(choices)})")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    train: str = Field(description="training CSV; relative paths resolve against the current directory")
+    target: Union[str, list[str]] = Field(description="target column, or a list for several regression targets")
+    features: Optional[list[str]] = Field(None, description="feature columns (default: every column but targets and exclude)")
+    exclude: list[str] = Field(default_factory=list, description="columns never used as features (IDs, notes)")
+    categorical: list[str] = Field(default_factory=list, description="columns to one-hot even if they look numeric")
+    val: Optional[str] = Field(None, description="validation CSV")
+    val_split: Optional[float] = Field(None, gt=0, lt=1, description="fraction of train held out for validation")
+    test: Optional[str] = Field(None, description="test CSV (what `nncli eval` uses by default)")
+    test_split: Optional[float] = Field(None, gt=0, lt=1, description="fraction of train held out as the test set")
+    standardize: bool = Field(True, description="z-score numeric features with training statistics")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("needs at least one column name")
+        return v
+
+    @model_validator(mode="after")
+    def _splits(self):
+        if self.val is not None and self.val_split is not None:
+            raise ValueError("give either data.val or data.val_split, not both")
+        if self.test is not None and self.test_split is not None:
+            raise ValueError("give either data.test or data.test_split, not both")
+        if (self.val_split or 0) + (self.test_split or 0) >= 1:
+            raise ValueError("data.val_split + data.test_split must leave training rows (sum < 1)")
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+
+class ModelConfig(_Section):
+    layers: list[Union[int, Literal["auto"]]] = Field(
+        description="sizes n_0 (inputs), hidden..., n_L (outputs); 'auto' first/last takes them from the data"
+    )
+    activation: Union[str, list[str]] = Field("tanh", description="hidden activation, or one per hidden layer")
+    output: Optional[str] = Field(None, description="output activation; default follows the loss")
+    init: str = Field("xavier", description="xavier | he | normal (seeded), or an .npz file of initial weights")
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers(cls, v):
+        if not isinstance(v, list):
+            raise ValueError("must be a list of sizes such as [2, 4, 1] or [auto, 16, auto]")
+        if len(v) < 2:
+            raise ValueError("needs at least an input and an output size, e.g. [auto, auto]")
+        for i, s in enumerate(v):
+            if s == "auto":
+                if 0 < i < len(v) - 1:
+                    raise ValueError(f"entry {i}: 'auto' is only allowed for the first or last size")
+                continue
+            if isinstance(s, bool) or not isinstance(s, (int, float, str)):
+                raise ValueError(f"entry {i}: {s!r} is not a size")
+            try:
+                n = int(s) if not isinstance(s, float) or s.is_integer() else None
+            except ValueError:
+                n = None
+            if n is None:
+                raise ValueError(f"entry {i}: {s!r} is not a whole number")
+            if n < 1:
+                raise ValueError(f"entry {i}: sizes must be at least 1 (got {n})")
+        return v
+
+    @field_validator("activation")
+    @classmethod
+    def _activation(cls, v):
+        for a in [v] if isinstance(v, str) else v:
+            if a == "softmax":
+                raise ValueError("softmax is an output activation only (model.output); hidden layers need one of "
+                                 + ", ".join(HIDDEN_ACTIVATIONS))
+            _choice(a, HIDDEN_ACTIVATIONS, "activation")
+        return v
+
+    @field_validator("output")
+    @classmethod
+    def _output(cls, v):
+        return v if v is None else _choice(v, tuple(ACTIVATIONS), "output activation")
+
+    @field_validator("init")
+    @classmethod
+    def _init(cls, v):
+        if v in INIT_SCHEMES or v.endswith(".npz"):
+            return v
+        raise ValueError(f"unknown init {v!r}{did_you_mean(v, INIT_SCHEMES)} (valid: {', '.join(INIT_SCHEMES)}, or a path ending in .npz)")
+
+    @model_validator(mode="after")
+    def _hidden(self):
+        if isinstance(self.activation, list) and len(self.activation) != len(self.layers) - 2:
+            raise ValueError(
+                f"model.activation lists {len(self.activation)} names but model.layers has "
+                f"{len(self.layers) - 2} hidden layers; give one name per hidden layer"
+            )
+        return self
+
+    @property
+    def hidden_activations(self) -> list[str]:
+        n = len(self.layers) - 2
+        return [self.activation] * n if isinstance(self.activation, str) else list(self.activation)
+
+
+class EarlyStopping(_Section):
+    patience: int = Field(10, ge=1, description="epochs without improvement of val_loss before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest decrease of val_loss that counts as improvement")
+
+
+class TrainConfig(_Section):
+    optimizer: str = Field("sgd", description="sgd | momentum | adam")
+    lr: float = Field(gt=0, description="learning rate eta")
+    epochs: int = Field(ge=1)
+    batch_size: Union[int, Literal["full"]] = Field(32, description="samples per gradient step, or 'full'")
+    shuffle: bool = Field(True, description="reshuffle the training rows every epoch")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0)
+    l2: float = Field(0.0, ge=0, description="weight decay: adds (l2/2) sum ||W_l||^2 to the loss")
+    dtype: Literal["float32", "float64"] = "float32"
+    early_stopping: Optional[EarlyStopping] = None
+    checkpoint_every: Optional[int] = Field(None, ge=1, description="write a resumable checkpoint every K epochs")
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v):
+        return _choice(v, tuple(OPTIMIZERS), "optimizer")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch(cls, v):
+        if isinstance(v, str) and v != "full":
+            try:
+                v = int(v)
+            except ValueError:
+                raise ValueError(f"must be a positive whole number or 'full' (got {v!r})") from None
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 1:
+            raise ValueError(f"must be at least 1 or 'full' (got {v})")
+        return v
+
+
+class Config(_Section):
+    name: Optional[str] = Field(None, description="run name (letters, digits, . _ -); default: the config file's stem")
+    seed: int = Field(0, ge=0, description="seeds the one random generator: init, splits, shuffling")
+    data: DataConfig
+    model: ModelConfig
+    loss: str
+    train: TrainConfig
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if v is not None and (not NAME_RE.match(v) or len(v) > 100):
+            raise ValueError(f"{v!r} is not a valid run name: use letters, digits, '.', '_' and '-', not starting with '.' or '-'")
+        return v
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, v):
+        return _choice(v, tuple(LOSSES), "loss")
+
+    @model_validator(mode="after")
+    def _pairing(self):
+        loss = LOSSES[self.loss]
+        out = self.model.output or loss.default_output
+        if out not in loss.valid_outputs:
+            raise ValueError(
+                f"model.output '{out}' cannot be used with loss '{self.loss}' "
+                f"(valid: {', '.join(loss.valid_outputs)})"
+            )
+        if self.train.early_stopping is not None and self.data.val is None and self.data.val_split is None:
+            raise ValueError("train.early_stopping watches the validation loss: add data.val or data.val_split")
+        if loss.task != "regression" and len(self.data.targets) > 1:
+            raise ValueError(f"loss '{self.loss}' takes one target column; several targets need loss 'mse'")
+        return self
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def output(self) -> str:
+        return self.model.output or LOSSES[self.loss].default_output
+
+    @property
+    def task(self) -> str:
+        return LOSSES[self.loss].task
+
+    def warnings(self) -> list[str]:
+        """Things that are valid but probably not what the user wants."""
+        out = []
+        if "step" in self.model.hidden_activations or self.output == "step":
+            where = "model.activation" if "step" in self.model.hidden_activations else "model.output"
+            out.append(
+                f"{where}: 'step' has derivative 0 wherever it exists, so no gradient passes "
+                "through it and the layers before it cannot learn (LECTURE.md section 3); "
+                "use sigmoid, its soft version"
+            )
+        return out
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    errs = err.errors()
+    e = errs[0]
+    loc = [str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "list", "bool", "literal['auto']", "literal['full']")))]
+    path = ".".join(loc)
+    typ = e["type"]
+    if typ == "extra_forbidden":
+        parent = _section_for(loc[:-1])
+        valid = list(parent.model_fields) if parent else []
+        msg = f"unknown key{did_you_mean(loc[-1], valid)}"
+        if valid:
+            msg += f" (valid keys here: {', '.join(valid)})"
+    elif typ == "missing":
+        msg = "required key is missing"
+    else:
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if path and msg.startswith(path + "."):  # the message names a more precise key itself
+            path = ""
+        if typ not in ("value_error",) and "input" in e and not isinstance(e["input"], (dict, list)):
+            msg += f" (got {e['input']!r})"
+    more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
+    return f"{source}: {path + ': ' if path else ''}{msg}{more}"
+
+
+def _section_for(loc: list[str]):
+    model: Any = Config
+    for part in loc:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return None
+        ann = field.annotation
+        model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.lr=0.1' -> (['train', 'lr'], 0.1); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. --set train.lr=0.1")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set {text}: expected KEY=VALUE with a dotted key such as train.lr")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                section = ".".join(path[: i + 1])
+                raise ConfigError(f"--set {text}: '{section}' is not a section")
+        node[path[-1]] = value
+    return raw
+
+
+def read_yaml(path: Path | str) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:
+        line = f"line {e.problem_mark.line + 1}: " if e.problem_mark else ""
+        raise ConfigError(
+            f"{path}: {line}{e.problem} (nncli reads YAML with safe loading: tags such as !!python/... are refused, no code runs)"
+        ) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {where}YAML syntax error: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: YAML error: {str(e).splitlines()[0]}") from None
+
+
+def config_from_dict(raw: Any, source: str, overrides: Optional[list[str]] = None) -> Config:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys (name, seed, data, model, loss, train), got {type(raw).__name__}")
+    raw = apply_overrides(raw, list(overrides or []))
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def load_config(path: Path | str, overrides: Optional[list[str]] = None) -> Config:
+    """Read, override and validate a config file; the name defaults to the file's stem."""
+    raw = read_yaml(path)
+    cfg = config_from_dict(raw, str(path), overrides)
+    if cfg.name is None:
+        stem = Path(path).stem
+        cfg.name = stem if NAME_RE.match(stem) else "run"
+    return cfg
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for sections, flow style for lists of scalars: ``layers: [2, 4, 1]``."""
+
+
+def _represent_list(dumper, data):
+    flow = all(not isinstance(x, (dict, list)) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.dump(cfg.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)

@@ -1,0 +1,525 @@
+"""CSV files to arrays, and the preprocessing that travels with a run.
+
+- CSVs are read as UTF-8 (a BOM is fine) with pandas. Only these cells count as missing:
+  the empty cell, NA, N/A, n/a, NaN, nan, NULL, null, #N/A. A missing or non-finite value
+  in a used column is an error naming the file, the row and the column.
+- Features are numeric or categorical (text). Categorical columns are one-hot encoded
+  with the categories of the training data; numeric columns are z-scored with the mean
+  and standard deviation of the training split (``data.standardize``).
+- Classification labels are kept as the text they are written as, so predictions come
+  back in the original labels (``007`` stays ``007``, ``Iris-setosa`` stays itself).
+- Rows are numbered from 1 for the first data row; the header is line 1 of the file, so
+  row r is line r + 1.
+
+Nothing here pickles: :meth:`Preprocessor.to_json` and the arrays ``x_mean``/``x_std``
+saved in model.npz rebuild the pipeline exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import DataError, did_you_mean
+
+MISSING = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A"]
+MAX_CATEGORIES = 1000
+
+
+def _pd():
+    import pandas as pd
+
+    return pd
+
+
+def _where(source: str, i: int, column: str) -> str:
+    return f"{source}: row {i + 1} (line {i + 2}), column '{column}'"
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def read_header(path: Path, source: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), None)
+    except UnicodeDecodeError:
+        raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
+    if not header or all(not h.strip() for h in header):
+        raise DataError(f"{source}: no header line; the first line must name the columns")
+    seen, dup = set(), []
+    for h in header:
+        if h in seen and h not in dup:
+            dup.append(h)
+        seen.add(h)
+    if dup:
+        raise DataError(f"{source}: duplicate column name{'s' if len(dup) > 1 else ''} {', '.join(repr(d) for d in dup)}; column names must be unique")
+    return header
+
+
+def open_csv_source(path: str | Path, key: str) -> tuple[Path, str]:
+    p = Path(path)
+    source = f"{key} {path}" if key else str(path)
+    if not p.exists():
+        raise DataError(f"{source}: file not found")
+    if p.is_dir():
+        raise DataError(f"{source}: is a directory, not a CSV file")
+    if p.stat().st_size == 0:
+        raise DataError(f"{source}: the file is empty (0 bytes); expected a header line and data rows")
+    return p, source
+
+
+def read_csv(path: str | Path, key: str = "", str_columns=(), required=()):
+    """Read a CSV into a DataFrame; ``str_columns`` are kept as text exactly as written.
+
+    ``key`` names where the path came from (e.g. ``data.train``) for error messages.
+    """
+    pd = _pd()
+    p, source = open_csv_source(path, key)
+    header = read_header(p, source)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(_missing_columns_message(source, missing, header))
+    dtype = {c: str for c in str_columns if c in header}
+    try:
+        df = pd.read_csv(
+            p, encoding="utf-8-sig", dtype=dtype or None, keep_default_na=False,
+            na_values=MISSING, low_memory=False,
+        )
+    except UnicodeDecodeError:
+        raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{source}: no columns to read") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise DataError(f"{source}: malformed CSV: {msg}") from None
+    if len(df) == 0:
+        raise DataError(f"{source}: has a header but no data rows")
+    return df
+
+
+def _missing_columns_message(source, missing, header) -> str:
+    hint = did_you_mean(missing[0], header)
+    cols = ", ".join(repr(m) for m in missing)
+    return f"{source}: missing column{'s' if len(missing) > 1 else ''} {cols}{hint} (columns: {', '.join(header)})"
+
+
+# ---------------------------------------------------------------------- column checks
+
+
+def _numeric_column(s, source: str, column: str, row_offset: int = 0) -> np.ndarray:
+    """The column as float64, or a DataError naming the first bad cell."""
+    pd = _pd()
+    if pd.api.types.is_bool_dtype(s):
+        return s.to_numpy(dtype=np.float64)
+    if not pd.api.types.is_numeric_dtype(s):
+        num = pd.to_numeric(s, errors="coerce")
+        bad = num.isna() & s.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"{_where(source, i + row_offset, column)}: {s.iloc[i]!r} is not a number "
+                "(fix the cell, or list the column in data.categorical to one-hot encode it)"
+            )
+        s = num
+    v = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    _check_finite(v, source, column, row_offset)
+    return v
+
+
+def _check_finite(v: np.ndarray, source: str, column: str, row_offset: int = 0) -> None:
+    ok = np.isfinite(v)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        what = "missing value" if np.isnan(v[i]) else f"infinite value {v[i]}"
+        raise DataError(f"{_where(source, i + row_offset, column)}: {what}; fill or drop the row")
+
+
+def _text_column(s, source: str, column: str, row_offset: int = 0) -> np.ndarray:
+    """The column as an array of str, or a DataError naming the first missing cell."""
+    miss = s.isna().to_numpy()
+    if miss.any():
+        i = int(np.flatnonzero(miss)[0])
+        raise DataError(f"{_where(source, i + row_offset, column)}: missing value; fill or drop the row")
+    return s.astype(str).to_numpy(dtype=object)
+
+
+def _looks_numeric(s) -> bool:
+    """A text column most of whose cells are numbers: probably a numeric column with typos."""
+    pd = _pd()
+    filled = s.dropna()
+    if len(filled) == 0:
+        return False
+    return pd.to_numeric(filled, errors="coerce").notna().mean() >= 0.5
+
+
+def sort_labels(labels) -> list[str]:
+    """Numeric order when every label is a number ('2' < '10'), text order otherwise."""
+    labels = [str(x) for x in labels]
+    try:
+        return sorted(labels, key=lambda x: (float(x), x))
+    except ValueError:
+        return sorted(labels)
+
+
+# ---------------------------------------------------------------------- the preprocessor
+
+
+@dataclass
+class Preprocessor:
+    """Everything needed to turn a CSV into the network's inputs and targets, and back.
+
+    x_mean and x_std cover the encoded input vector (one entry per network input); one-hot
+    entries have mean 0 and std 1, so transform is uniformly (encode(df) - x_mean) / x_std.
+    """
+
+    features: list[str]
+    categories: dict[str, list[str]]
+    targets: list[str]
+    task: str  # binary | multiclass | regression
+    classes: Optional[list[str]]
+    x_mean: np.ndarray = field(repr=False)
+    x_std: np.ndarray = field(repr=False)
+
+    # -------------------------------------------------------------- shape
+    @property
+    def input_names(self) -> list[str]:
+        names = []
+        for f in self.features:
+            names += [f"{f}={c}" for c in self.categories[f]] if f in self.categories else [f]
+        return names
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.input_names)
+
+    def numeric_mask(self) -> np.ndarray:
+        """For each network input: True if it is a numeric column, False if a one-hot entry."""
+        mask = []
+        for f in self.features:
+            mask += [False] * len(self.categories[f]) if f in self.categories else [True]
+        return np.array(mask, dtype=bool)
+
+    @property
+    def n_outputs(self) -> int:
+        if self.task == "binary":
+            return 1
+        if self.task == "multiclass":
+            return len(self.classes)
+        return len(self.targets)
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task != "regression"
+
+    def str_columns(self) -> list[str]:
+        """Columns to read as text: categorical features and classification targets."""
+        cols = list(self.categories)
+        return cols + (self.targets if self.is_classifier else [])
+
+    # -------------------------------------------------------------- fitting
+    @classmethod
+    def fit(cls, df, data_cfg, loss_task: str, source: str, fit_rows=None) -> "Preprocessor":
+        """Learn the layout from ``df``; categories and label set from every row, statistics
+        from ``fit_rows`` (the training split) only."""
+        targets = data_cfg.targets
+        columns = list(df.columns)
+        missing = [t for t in targets if t not in columns]
+        if missing:
+            raise DataError(_missing_columns_message(source, missing, columns))
+        if data_cfg.features is not None:
+            features = list(data_cfg.features)
+            bad = [f for f in features if f not in columns]
+            if bad:
+                raise DataError(_missing_columns_message(source + " (data.features)", bad, columns))
+            clash = [f for f in features if f in targets]
+            if clash:
+                raise DataError(f"data.features: {clash[0]!r} is also a target column; a column cannot be both")
+        else:
+            features = [c for c in columns if c not in targets and c not in data_cfg.exclude]
+        for key, names in (("data.exclude", data_cfg.exclude), ("data.categorical", data_cfg.categorical)):
+            bad = [c for c in names if c not in columns]
+            if bad:
+                raise DataError(_missing_columns_message(f"{source} ({key})", bad, columns))
+        if not features:
+            raise DataError(f"{source}: no feature columns left besides the target(s) {', '.join(targets)}")
+
+        categories: dict[str, list[str]] = {}
+        for f in features:
+            s = df[f]
+            pd = _pd()
+            text = f in data_cfg.categorical or not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
+            if not text:
+                continue
+            if f not in data_cfg.categorical and _looks_numeric(s):
+                _numeric_column(s, source, f)  # raises, naming the first non-numeric cell
+            vals = _text_column(s, source, f)
+            cats = sort_labels(set(vals))
+            if len(cats) > MAX_CATEGORIES:
+                raise DataError(
+                    f"{source}: column '{f}' has {len(cats)} distinct text values; it looks like an "
+                    "identifier or free text. Leave it out with data.exclude"
+                )
+            categories[f] = cats
+
+        task, classes = _fit_targets(df, targets, loss_task, source)
+        prep = cls(features, categories, targets, task, classes, np.zeros(0), np.ones(0))
+        rows = df if fit_rows is None else df.iloc[fit_rows]
+        X = prep.encode_features(rows, source, standardize=False)
+        width = X.shape[1]
+        mean, std = np.zeros(width), np.ones(width)
+        if data_cfg.standardize:
+            with np.errstate(all="ignore"):
+                m = X.mean(axis=0)
+                sd = X.std(axis=0)
+            for j in np.flatnonzero(prep.numeric_mask()):
+                if not (np.isfinite(m[j]) and np.isfinite(sd[j])):
+                    col = prep.input_names[j]
+                    i = int(np.argmax(np.abs(X[:, j])))
+                    raise DataError(f"{_where(source, i, col)}: value {X[i, j]} is too large to standardise; rescale the column")
+                mean[j] = m[j]
+                std[j] = sd[j] if sd[j] > 0 else 1.0
+        prep.x_mean, prep.x_std = mean, std
+        return prep
+
+    # -------------------------------------------------------------- transforming
+    def encode_features(self, df, source: str, standardize: bool = True, dtype=np.float64, row_offset: int = 0) -> np.ndarray:
+        """X of shape (n_samples, n_inputs): numeric columns, then one-hot blocks, in feature order."""
+        n = len(df)
+        missing = [f for f in self.features if f not in df.columns]
+        if missing:
+            raise DataError(_missing_columns_message(source, missing, list(df.columns)))
+        X = np.zeros((n, self.n_inputs), dtype=dtype)
+        j = 0
+        for f in self.features:
+            if f in self.categories:
+                cats = self.categories[f]
+                vals = _text_column(df[f], source, f, row_offset)
+                index = {c: k for k, c in enumerate(cats)}
+                codes = np.fromiter((index.get(v, -1) for v in vals), dtype=np.int64, count=n)
+                if (codes < 0).any():
+                    i = int(np.flatnonzero(codes < 0)[0])
+                    shown = ", ".join(cats[:10]) + (", ..." if len(cats) > 10 else "")
+                    raise DataError(
+                        f"{_where(source, i + row_offset, f)}: category {vals[i]!r} was not seen in training (known: {shown})"
+                    )
+                X[np.arange(n), j + codes] = 1
+                j += len(cats)
+            else:
+                X[:, j] = _numeric_column(df[f], source, f, row_offset)
+                j += 1
+        if standardize:
+            with np.errstate(all="ignore"):
+                X -= self.x_mean.astype(dtype)
+                X /= self.x_std.astype(dtype)
+            if not np.isfinite(X).all():
+                i, k = map(int, np.argwhere(~np.isfinite(X))[0])
+                raise DataError(f"{_where(source, i + row_offset, self.input_names[k])}: value out of range for {np.dtype(dtype).name}")
+        return X
+
+    def encode_targets(self, df, source: str, dtype=np.float64, row_offset: int = 0) -> np.ndarray:
+        """Y of shape (n_samples, n_outputs): 0/1 for binary, one-hot for multiclass, values for regression."""
+        missing = [t for t in self.targets if t not in df.columns]
+        if missing:
+            raise DataError(_missing_columns_message(source, missing, list(df.columns)))
+        n = len(df)
+        if self.task == "regression":
+            Y = np.empty((n, len(self.targets)), dtype=dtype)
+            for k, t in enumerate(self.targets):
+                Y[:, k] = _numeric_column(df[t], source, t, row_offset)
+            return Y
+        t = self.targets[0]
+        codes = self.label_codes(df[t], source, row_offset)
+        if self.task == "binary":
+            return codes.astype(dtype).reshape(n, 1)
+        Y = np.zeros((n, len(self.classes)), dtype=dtype)
+        Y[np.arange(n), codes] = 1
+        return Y
+
+    def label_codes(self, s, source: str, row_offset: int = 0) -> np.ndarray:
+        t = self.targets[0]
+        vals = _text_column(s, source, t, row_offset)
+        index = {c: k for k, c in enumerate(self.classes)}
+        codes = np.fromiter((index.get(v, -1) for v in vals), dtype=np.int64, count=len(vals))
+        if (codes < 0).any():
+            i = int(np.flatnonzero(codes < 0)[0])
+            raise DataError(
+                f"{_where(source, i + row_offset, t)}: label {vals[i]!r} was not seen in training "
+                f"(classes: {', '.join(self.classes[:20])})"
+            )
+        return codes
+
+    def decode(self, y_hat: np.ndarray):
+        """Predictions from network outputs: (labels or values, class probabilities or None)."""
+        if self.task == "regression":
+            return y_hat, None
+        if self.task == "binary":
+            p1 = y_hat[:, 0].astype(np.float64)
+            proba = np.stack([1 - p1, p1], axis=1)
+        else:
+            proba = y_hat.astype(np.float64)
+        labels = np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)]
+        return labels, proba
+
+    # -------------------------------------------------------------- persistence
+    def to_json(self) -> dict:
+        return {
+            "features": self.features,
+            "categories": self.categories,
+            "targets": self.targets,
+            "task": self.task,
+            "classes": self.classes,
+            "input_names": self.input_names,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"x_mean": self.x_mean, "x_std": self.x_std}
+        if self.classes is not None:
+            out["classes"] = np.asarray(self.classes, dtype=str)
+        return out
+
+    @classmethod
+    def from_saved(cls, meta: dict, arrays) -> "Preprocessor":
+        classes = meta.get("classes")
+        prep = cls(
+            list(meta["features"]), {k: list(v) for k, v in meta["categories"].items()}, list(meta["targets"]),
+            meta["task"], list(classes) if classes is not None else None,
+            np.asarray(arrays["x_mean"], dtype=np.float64), np.asarray(arrays["x_std"], dtype=np.float64),
+        )
+        if len(prep.x_mean) != len(prep.input_names) or prep.x_std.shape != prep.x_mean.shape:
+            raise ValueError("x_mean/x_std do not match the feature layout")
+        if "classes" in arrays and classes is not None and [str(c) for c in arrays["classes"]] != prep.classes:
+            raise ValueError("classes in model.npz and preprocess.json disagree")
+        return prep
+
+
+def _fit_targets(df, targets, loss_task, source):
+    if loss_task == "regression":
+        for t in targets:
+            _numeric_column(df[t], source, t)
+        return "regression", None
+    t = targets[0]
+    vals = _text_column(df[t], source, t)
+    classes = sort_labels(set(vals))
+    if len(classes) < 2:
+        raise DataError(f"{source}: target column '{t}' has only one class ({classes[0]!r}); a classifier needs at least two")
+    if loss_task == "binary" and len(classes) > 2:
+        raise DataError(
+            f"{source}: target column '{t}' has {len(classes)} classes ({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}); "
+            "loss bce needs exactly two: use loss: cross_entropy"
+        )
+    try:
+        nums = np.array([float(c) for c in classes])
+        if not np.all(np.isfinite(nums)) or np.any(nums != np.round(nums)):
+            raise DataError(
+                f"{source}: target column '{t}' looks continuous ({len(classes)} distinct values such as "
+                f"{next(c for c, v in zip(classes, nums) if v != round(v) or not np.isfinite(v))!r}): use loss: mse?"
+            )
+    except ValueError:
+        pass  # text labels
+    return loss_task, classes
+
+
+# ---------------------------------------------------------------------- splits and datasets
+
+
+def split_indices(n: int, frac: float, rng: np.random.Generator, strata: Optional[np.ndarray] = None):
+    """(kept, held_out) row indices, both sorted; held_out has about frac * n rows.
+
+    With ``strata`` (class codes) the split is stratified: each class gives round(frac * n_c)
+    rows, but never all of its rows.
+    """
+    if strata is None:
+        perm = rng.permutation(n)
+        k = int(round(frac * n))
+        held = np.sort(perm[:k])
+    else:
+        held = []
+        for c in np.unique(strata):
+            idx = np.flatnonzero(strata == c)
+            k = min(int(round(frac * len(idx))), len(idx) - 1)
+            held.append(rng.permutation(idx)[:k])
+        held = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    mask = np.ones(n, bool)
+    mask[held] = False
+    return np.flatnonzero(mask), held
+
+
+@dataclass
+class Split:
+    name: str  # e.g. "train", "val (20% of datasets/x.csv)", "datasets/test.csv"
+    X: np.ndarray
+    Y: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+
+@dataclass
+class Dataset:
+    prep: Preprocessor
+    train: Split
+    val: Optional[Split] = None
+    test: Optional[Split] = None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_dataset(cfg, rng: np.random.Generator) -> Dataset:
+    """Read, split and preprocess the config's data. Consumes ``rng`` only for splits."""
+    d = cfg.data
+    dtype = np.dtype(cfg.train.dtype)
+    classifier = cfg.task != "regression"
+    str_cols = list(d.categorical) + (d.targets if classifier else [])
+    df = read_csv(d.train, "data.train", str_columns=str_cols, required=d.targets)
+    source = f"data.train {d.train}"
+    n = len(df)
+
+    # held-out rows: test first, then validation, both from the same generator
+    rows = np.arange(n)
+    strata = None
+    if classifier and (d.test_split or d.val_split):
+        t = d.targets[0]
+        labels = _text_column(df[t], source, t)
+        _, strata = np.unique(labels, return_inverse=True)
+    test_rows = val_rows = None
+    if d.test_split:
+        rows, test_rows = split_indices(n, d.test_split, rng, strata)
+        if len(test_rows) == 0:
+            raise DataError(f"data.test_split: {d.test_split} of {n} rows leaves no test rows; use a larger fraction or data.test")
+    if d.val_split:
+        frac = d.val_split / (1 - (d.test_split or 0))
+        keep, held = split_indices(len(rows), frac, rng, None if strata is None else strata[rows])
+        rows, val_rows = rows[keep], rows[held]
+        if len(val_rows) == 0:
+            raise DataError(f"data.val_split: {d.val_split} of {n} rows leaves no validation rows; use a larger fraction or data.val")
+    if len(rows) == 0:
+        raise DataError(f"{source}: no training rows left after the held-out splits")
+
+    prep = Preprocessor.fit(df, d, cfg.task, source, fit_rows=rows)
+
+    def make(name, frame, src):
+        return Split(name, prep.encode_features(frame, src, dtype=dtype), prep.encode_targets(frame, src, dtype=dtype))
+
+    train = make("train", df.iloc[rows], source)
+    val = make(f"val ({len(val_rows)} rows of {d.train})", df.iloc[val_rows], source) if val_rows is not None else None
+    test = make(f"test ({len(test_rows)} rows of {d.train})", df.iloc[test_rows], source) if test_rows is not None else None
+    for key, path in (("data.val", d.val), ("data.test", d.test)):
+        if path is None:
+            continue
+        frame = read_csv(path, key, str_columns=prep.str_columns(), required=prep.features + prep.targets)
+        split = make(str(path), frame, f"{key} {path}")
+        if key == "data.val":
+            val = split
+        else:
+            test = split
+
+    notes = []
+    for f, cats in prep.categories.items():
+        if len(cats) > 0.5 * n and len(cats) > 20:
+            notes.append(f"column '{f}' has {len(cats)} distinct values in {n} rows and is one-hot encoded; if it is an identifier, leave it out with data.exclude")
+    return Dataset(prep, train, val, test, notes)

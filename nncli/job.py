@@ -1,0 +1,143 @@
+"""One training job from a validated config to a complete run directory.
+
+Everything that can be wrong with the config or the data is found in
+:meth:`TrainingJob.__init__`, before the run directory exists, so bad input writes
+nothing. Then :meth:`start` creates the run directory, :meth:`epochs` trains (yielding
+records for a view), and :meth:`finish` writes the weights, the metrics and, last,
+summary.json.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from . import runs
+from .config import Config, dump_config
+from .data import Dataset, load_dataset
+from .errors import ConfigError
+from .model import MLP, load_weights
+from .train import EpochRecord, Trainer, evaluate
+
+
+def resolve_sizes(cfg: Config, n_inputs: int, n_outputs: int, input_names=()) -> list[int]:
+    """model.layers with 'auto' replaced; an explicit size that disagrees with the data is an error."""
+    sizes = list(cfg.model.layers)
+    if sizes[0] == "auto":
+        sizes[0] = n_inputs
+    elif sizes[0] != n_inputs:
+        cols = f" ({', '.join(list(input_names)[:8])}{', ...' if len(input_names) > 8 else ''})" if input_names else ""
+        raise ConfigError(
+            f"model.layers[0]: the network has {sizes[0]} inputs but the data gives {n_inputs}{cols}; "
+            f"use {n_inputs} or auto"
+        )
+    if sizes[-1] == "auto":
+        sizes[-1] = n_outputs
+    elif sizes[-1] != n_outputs:
+        why = {"binary": "one unit, P(y = class 1), for loss bce", "multiclass": "one unit per class",
+               "regression": "one unit per target column"}[cfg.task]
+        raise ConfigError(
+            f"model.layers[-1]: the network has {sizes[-1]} outputs but the data needs {n_outputs} "
+            f"({why}); use {n_outputs} or auto"
+        )
+    return [int(s) for s in sizes]
+
+
+def build_model(cfg: Config, sizes: list[int], rng: np.random.Generator) -> MLP:
+    hidden, output, dtype = cfg.model.hidden_activations, cfg.output, cfg.train.dtype
+    init = cfg.model.init
+    if init.endswith(".npz"):
+        W, b = load_weights(Path(init), sizes, what="initial weights (model.init)")
+        return MLP([w.astype(dtype) for w in W], [x.astype(dtype) for x in b], hidden, output)
+    return MLP.initialise(sizes, hidden, output, rng, init, dtype)
+
+
+def prepare(cfg: Config) -> tuple[Dataset, MLP, np.random.Generator, Config]:
+    """Data, a fresh seeded model and the generator, and the config with sizes resolved.
+
+    The one generator is consumed in a fixed order: data splits, initial weights, shuffles.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    data = load_dataset(cfg, rng)
+    sizes = resolve_sizes(cfg, data.prep.n_inputs, data.prep.n_outputs, data.prep.input_names)
+    model = build_model(cfg, sizes, rng)
+    resolved = cfg.model_copy(deep=True)
+    resolved.model.layers = sizes
+    resolved.model.output = cfg.output
+    return data, model, rng, resolved
+
+
+class TrainingJob:
+    def __init__(self, cfg: Config, runs_dir: Path | str = "runs"):
+        self.data, self.model, self.rng, self.cfg = prepare(cfg)
+        self.runs_dir = Path(runs_dir)
+        self.run_dir: Optional[Path] = None
+        self.trainer = Trainer(self.cfg, self.model, self.data, self.rng)
+        self.warnings = self.cfg.warnings() + list(self.data.notes)
+
+    @property
+    def result(self):
+        return self.trainer.result
+
+    def start(self) -> Path:
+        self.run_dir = runs.create_run_dir(self.runs_dir, self.cfg.name)
+        runs.atomic_write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+        runs.write_json(self.run_dir / "preprocess.json", self.data.prep.to_json())
+        self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        return self.run_dir
+
+    def epochs(self) -> Iterator[EpochRecord]:
+        return self.trainer.epochs()
+
+    def metric_name(self) -> str:
+        return "r2" if self.cfg.task == "regression" else "accuracy"
+
+    def metrics_rows(self):
+        has_val = self.data.val is not None
+        m = self.metric_name()
+        header = ["epoch", "loss", m] + (["val_loss", f"val_{m}"] if has_val else [])
+        rows = []
+        for r in self.result.history:
+            row = [r.epoch, repr(float(r.loss)), repr(float(r.metric))]
+            if has_val:
+                row += [repr(float(r.val_loss)), repr(float(r.val_metric))]
+            rows.append(row)
+        return header, rows
+
+    def finish(self) -> dict:
+        """Write model.npz, metrics.csv and, last, summary.json; return the summary."""
+        assert self.run_dir is not None, "start() first"
+        res = self.result
+        arrays = dict(self.model.arrays())
+        arrays.update(self.data.prep.arrays())
+        runs.write_npz(self.run_dir / "model.npz", arrays)
+        header, rows = self.metrics_rows()
+        runs.write_csv(self.run_dir / "metrics.csv", header, rows)
+        m = self.metric_name()
+        summary = {
+            "status": res.status,
+            "run_id": self.run_dir.name,
+            "name": self.cfg.name,
+            "created": self.created,
+            "epochs_run": res.epochs_run,
+            "epochs": self.cfg.train.epochs,
+            "train_seconds": round(res.seconds, 6),
+            "seed": self.cfg.seed,
+            "task": self.cfg.task,
+        }
+        if res.message:
+            summary["message"] = res.message
+        if res.best_epoch is not None:
+            summary["best_epoch"] = res.best_epoch
+            summary["stopped_early"] = res.stopped_early
+        loss, metric = evaluate(self.model, self.data.train, self.cfg.loss, self.cfg.task)
+        summary["metrics"] = {"loss": loss, m: metric, "rows": self.data.train.n}
+        if self.data.val is not None:
+            vl, vm = evaluate(self.model, self.data.val, self.cfg.loss, self.cfg.task)
+            summary["val_metrics"] = {"loss": vl, m: vm, "rows": self.data.val.n}
+        summary["versions"] = runs.versions()
+        runs.write_summary(self.run_dir, summary)
+        return summary

@@ -1,0 +1,151 @@
+"""Terminal rendering with rich. Only nncli.cli imports this module.
+
+Progress and messages go to stderr; stdout is left to results (paths, JSON, CSV).
+Without a terminal (pipes, files, CI) nothing is redrawn and no escape codes are written:
+one plain line per reported epoch. ``NO_COLOR`` is respected (rich reads it).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Optional
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+err = Console(stderr=True, highlight=False)
+REPORT_ROWS = 20  # a run reports about this many epochs, whatever its length
+
+
+def stderr_is_terminal() -> bool:
+    return err.is_terminal
+
+
+def error(msg: str) -> None:
+    if err.is_terminal:
+        err.print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
+    else:
+        print(f"nncli: error: {msg}", file=sys.stderr, flush=True)
+
+
+def warning(msg: str) -> None:
+    if err.is_terminal:
+        err.print(f"[yellow]warning:[/] {msg}", markup=True, soft_wrap=True)
+    else:
+        print(f"nncli: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def info(msg: str) -> None:
+    if err.is_terminal:
+        err.print(msg, markup=False, soft_wrap=True)
+    else:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _fmt(x: Optional[float]) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return f"{x:.4f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+
+
+def _elapsed(s: float) -> str:
+    return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{s % 60:04.1f}s"
+
+
+class TrainView:
+    """The live loss table (terminal) or plain progress lines (anything else)."""
+
+    def __init__(self, total_epochs: int, metric: str, has_val: bool, title: str, quiet: bool = False):
+        self.total = total_epochs
+        self.metric = metric
+        self.has_val = has_val
+        self.title = title
+        self.quiet = quiet
+        self.every = max(1, math.ceil(total_epochs / REPORT_ROWS))
+        self.rows: list = []
+        self.live: Optional[Live] = None
+        self.last = None
+        self._last_draw = 0.0
+
+    def is_report_epoch(self, epoch: int) -> bool:
+        return epoch == 1 or epoch % self.every == 0 or epoch == self.total
+
+    def __enter__(self):
+        if not self.quiet and err.is_terminal:
+            self.live = Live(self._table(), console=err, refresh_per_second=8, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live is not None:
+            if self.last is not None and (not self.rows or self.rows[-1] is not self.last):
+                self.rows.append(self.last)
+            self.live.update(self._table(live_row=False), refresh=True)
+            self.live.__exit__(*exc)
+            self.live = None
+        return False
+
+    def update(self, rec) -> None:
+        if self.quiet:
+            return
+        self.last = rec
+        report = self.is_report_epoch(rec.epoch)
+        if self.live is None:
+            if report:
+                print(self._line(rec), file=sys.stderr, flush=True)
+            return
+        if report:
+            self.rows.append(rec)
+        now = time.monotonic()
+        if report or now - self._last_draw > 0.1:
+            self._last_draw = now
+            self.live.update(self._table())
+
+    def _line(self, r) -> str:
+        w = len(str(self.total))
+        parts = [f"epoch {r.epoch:>{w}}/{self.total}", f"loss {_fmt(r.loss)}", f"{self.metric} {_fmt(r.metric)}"]
+        if self.has_val:
+            parts += [f"val_loss {_fmt(r.val_loss)}", f"val_{self.metric} {_fmt(r.val_metric)}"]
+        parts.append(_elapsed(r.seconds))
+        return "  ".join(parts)
+
+    def _table(self, live_row: bool = True) -> Table:
+        t = Table(title=self.title, title_justify="left", expand=False)
+        t.add_column("epoch", justify="right")
+        t.add_column("loss", justify="right")
+        t.add_column(self.metric, justify="right")
+        if self.has_val:
+            t.add_column("val_loss", justify="right")
+            t.add_column(f"val_{self.metric}", justify="right")
+        t.add_column("elapsed", justify="right")
+        rows = list(self.rows)
+        if live_row and self.last is not None and (not rows or rows[-1] is not self.last):
+            rows.append(self.last)
+        for r in rows:
+            cells = [f"{r.epoch}/{self.total}", _fmt(r.loss), _fmt(r.metric)]
+            if self.has_val:
+                cells += [_fmt(r.val_loss), _fmt(r.val_metric)]
+            cells.append(_elapsed(r.seconds))
+            style = "dim" if live_row and r is self.last and r not in self.rows else None
+            t.add_row(*cells, style=style)
+        return t
+
+
+def summary_table(summary: dict, run_dir: str) -> None:
+    """The closing summary of a training run, on stderr."""
+    status = summary.get("status", "?")
+    lines = [f"run {run_dir}: {status} after {summary.get('epochs_run')} epochs in {_elapsed(summary.get('train_seconds', 0.0))}"]
+    for key, label in (("metrics", "train"), ("val_metrics", "val")):
+        m = summary.get(key)
+        if m:
+            vals = ", ".join(f"{k} {_fmt(v)}" for k, v in m.items() if k != "rows")
+            lines.append(f"  {label} ({m.get('rows')} rows): {vals}")
+    if summary.get("best_epoch") is not None:
+        lines.append(f"  early stopping kept the weights of epoch {summary['best_epoch']}")
+    for line in lines:
+        info(line)
