@@ -121,6 +121,42 @@ def train(
         raise JobFailed(summary.get("message", "training diverged"))
 
 
+@app.command()
+@_command
+def gradcheck(
+    target: Path = typer.Argument(..., help="A config file (fresh seeded weights) or a run directory (its trained weights).", show_default=False),
+    samples: int = typer.Option(8, "--samples", "-n", help="Training rows (after preprocessing) to check on."),
+    eps: float = typer.Option(1e-6, "--eps", help="Finite-difference step."),
+    tol: float = typer.Option(
+        1e-6, "--tol",
+        help="Largest relative error |a - n| / max(|a|, |n|, tiny) that passes. In float64 a correct smooth gradient "
+        "agrees to ~1e-9 absolute (rounding ~ ulp(E)/eps, truncation ~ eps^2), so 1e-6 passes every correct gradient "
+        "larger than tiny = 1e-3 max(1, |E|) and fails any wrong formula.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for choosing the samples (and the --max-elements subset)."),
+    set_: Optional[List[str]] = SetOpt,
+    max_elements: Optional[int] = typer.Option(None, "--max-elements", help="Check a seeded random subset of K elements per tensor (every tensor is still checked)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
+):
+    """Check every backprop gradient against central finite differences (E(θ+ε) − E(θ−ε)) / 2ε.
+
+    One row per tensor W1, b1, ..., WL, bL, computed in float64. Elements whose step crosses
+    a relu/leaky_relu/step kink are listed as kinks, not failures. Exit 0 when every tensor
+    passes, 1 when any fails, 2 for bad usage.
+    """
+    from . import view
+    from .errors import JobFailed
+    from .gradcheck import check_target, failure_message
+
+    report, what = check_target(target, samples, eps, tol, seed, list(set_ or []), max_elements)
+    if as_json:
+        print(json.dumps({"target": str(target), "what": what, **report.to_dict()}, ensure_ascii=False))
+    else:
+        view.gradcheck_report(report, what)
+    if not report.passed:
+        raise JobFailed(failure_message(report))
+
+
 def main() -> None:
     try:
         app()

@@ -149,3 +149,29 @@ def summary_table(summary: dict, run_dir: str) -> None:
         lines.append(f"  early stopping kept the weights of epoch {summary['best_epoch']}")
     for line in lines:
         info(line)
+
+
+def gradcheck_report(report, what: str) -> None:
+    """The per-tensor gradcheck table, on stdout (it is the command's result)."""
+    from rich import box
+
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    t = Table(title=f"gradcheck: {what}", title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("tensor", "shape", "checked", "max abs err", "max rel err", "worst", "backprop", "numeric", "kinks", "result"):
+        t.add_column(col, justify="left" if col in ("tensor", "worst", "result") else "right", no_wrap=True)
+    for c in report.tensors:
+        ok = "[green]pass[/]" if c.passed else f"[bold red]FAIL[/] ({c.failures})"
+        t.add_row(
+            c.name, "x".join(map(str, c.shape)), str(c.checked), f"{c.max_abs_error:.1e}", f"{c.max_rel_error:.1e}",
+            f"[{','.join(map(str, c.worst_index))}]", f"{c.worst_backprop:.5g}", f"{c.worst_numeric:.5g}",
+            str(c.kinks), ok,
+        )
+    out.print(t)
+    out.print(
+        f"{report.samples} samples, loss {report.loss}, activations {' -> '.join(report.activations)}, l2 {report.l2:g}; "
+        f"central differences with eps {report.eps:g}; pass if |a - n| / max(|a|, |n|, {report.tiny:.3g}) <= {report.tol:g}",
+        soft_wrap=True,
+    )
+    for note in report.notes:
+        out.print(f"note: {note}", soft_wrap=True)
+    out.print("[green]all gradients agree[/]" if report.passed else "[bold red]gradients disagree[/]")

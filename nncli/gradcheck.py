@@ -1,0 +1,254 @@
+"""Backpropagation checked against central finite differences, tensor by tensor.
+
+For every element theta_i of every parameter tensor (W1, b1, ..., WL, bL):
+
+    numeric_i = (E(theta + eps e_i) - E(theta - eps e_i)) / (2 eps)
+
+in float64, where E is the batch-mean loss plus (l2 / 2) sum_l ||W_l||^2, compared with the
+backprop gradient a_i by the relative error |a - n| / max(|a|, |n|, tiny).
+
+Why the defaults (eps = 1e-6, tol = 1e-6, tiny = 1e-3 max(1, |E|)): in float64 the central
+difference has a truncation error of about eps^2 |E'''| / 6 ~ 1e-12 and a rounding error of
+a few ulp(E) / eps, about 1e-10 to 1e-9 for |E| ~ 1 (and proportionally more for a larger
+loss). A correct smooth gradient therefore agrees to ~1e-9 max(1, |E|) absolute: a relative
+error below 1e-6 for every element larger than tiny. Smaller elements are measured against
+tiny instead of their own size, so rounding noise on near-zero gradients cannot fail the
+check, while a wrong formula (a factor, a missing term) on any element larger than about
+1e-9 max(1, |E|) still shows a relative error far above 1e-6.
+
+Kinks: relu and leaky_relu are not differentiable at z = 0 and step jumps there. An element
+whose finite-difference step moves any pre-activation of such a layer across 0 (the sign
+pattern at theta + eps differs from that at theta - eps) is counted as a kink, not a
+failure. The step activation's derivative is zero wherever it exists, so the gradients of
+the layers before it are exactly zero: the check passes, and the report says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from .losses import LOSSES
+from .model import MLP, Workspace
+
+DEFAULT_EPS = 1e-6
+DEFAULT_TOL = 1e-6
+TINY = 1e-3  # times max(1, |E|)
+
+
+@dataclass
+class TensorCheck:
+    name: str
+    shape: tuple
+    checked: int
+    max_abs_error: float
+    max_rel_error: float
+    worst_index: tuple
+    worst_backprop: float
+    worst_numeric: float
+    kinks: int
+    kink_elements: list = field(default_factory=list)  # the first few indices
+    failures: int = 0
+    passed: bool = True
+
+
+@dataclass
+class GradcheckReport:
+    tensors: list[TensorCheck]
+    samples: int
+    eps: float
+    tol: float
+    tiny: float
+    loss: str
+    activations: list[str]
+    l2: float
+    promoted_from: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(t.passed for t in self.tensors)
+
+    def first_failure(self) -> Optional[TensorCheck]:
+        return next((t for t in self.tensors if not t.passed), None)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        for t in d["tensors"]:
+            t["shape"] = list(t["shape"])
+            t["worst_index"] = list(t["worst_index"])
+            t["kink_elements"] = [list(k) for k in t["kink_elements"]]
+        return d
+
+
+def _kink_pattern(model: MLP, ws: Workspace) -> list[np.ndarray]:
+    """Which side of 0 every pre-activation of a kinked layer is on."""
+    return [ws.Z[l] > 0 if act.name != "step" else ws.Z[l] >= 0 for l, act in enumerate(model.acts) if act.has_kink]
+
+
+def gradcheck(
+    model: MLP,
+    X: np.ndarray,
+    Y: np.ndarray,
+    loss_name: str,
+    l2: float = 0.0,
+    eps: float = DEFAULT_EPS,
+    tol: float = DEFAULT_TOL,
+    tiny: float = TINY,
+    max_elements: Optional[int] = None,
+    rng: Optional[np.random.Generator] = None,
+    grad_fn: Optional[Callable] = None,
+) -> GradcheckReport:
+    """Compare backprop with central differences for every parameter tensor of ``model``.
+
+    ``model`` is not modified: the check runs on a float64 copy. ``grad_fn(model, X, Y, loss,
+    l2) -> list of gradients`` replaces backprop (to test the checker itself).
+    ``max_elements`` checks a seeded random subset of that many elements per tensor.
+    """
+    loss = LOSSES[loss_name]
+    promoted = None if model.dtype == np.float64 else str(model.dtype)
+    m = model.astype(np.float64)
+    X = np.asarray(X, np.float64)
+    Y = np.asarray(Y, np.float64)
+    if grad_fn is None:
+        _, grads = m.loss_and_grads(X, Y, loss, l2)
+    else:
+        grads = grad_fn(m, X, Y, loss, l2)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    ws = Workspace(m, X.shape[0])
+    kinked = any(a.has_kink for a in m.acts)
+    floor = tiny * max(1.0, abs(m.loss(X, Y, loss, l2)))
+
+    def E_at() -> tuple[float, list]:
+        A = m.forward(X, ws)
+        E = loss.value(Y, A, ws.Z[-1], m.output)
+        if l2:
+            E += 0.5 * l2 * sum(float(np.sum(W * W)) for W in m.W)
+        return E, (_kink_pattern(m, ws) if kinked else [])
+
+    checks = []
+    for (name, P), G in zip(m.params(), grads):
+        flat, gflat = P.reshape(-1), np.asarray(G, np.float64).reshape(-1)
+        idx = np.arange(flat.size)
+        if max_elements is not None and flat.size > max_elements:
+            idx = np.sort(rng.choice(flat.size, size=max_elements, replace=False))
+        worst = (-1.0, 0, 0.0, 0.0, 0.0)  # (rel, i, a, n, abs)
+        max_abs = 0.0
+        kinks: list[int] = []
+        failures = 0
+        for i in idx:
+            old = flat[i]
+            flat[i] = old + eps
+            e_plus, pat_plus = E_at()
+            flat[i] = old - eps
+            e_minus, pat_minus = E_at()
+            flat[i] = old
+            if kinked and any((p != q).any() for p, q in zip(pat_plus, pat_minus)):
+                kinks.append(int(i))
+                continue
+            num = (e_plus - e_minus) / (2 * eps)
+            a = float(gflat[i])
+            abs_err = abs(a - num)
+            rel = abs_err / max(abs(a), abs(num), floor)
+            max_abs = max(max_abs, abs_err)
+            if rel > tol:
+                failures += 1
+            if rel > worst[0]:
+                worst = (rel, int(i), a, num, abs_err)
+        rel, wi, wa, wn, _ = worst
+        checks.append(
+            TensorCheck(
+                name=name, shape=tuple(P.shape), checked=int(len(idx)),
+                max_abs_error=float(max_abs), max_rel_error=float(max(rel, 0.0)),
+                worst_index=tuple(int(k) for k in np.unravel_index(wi, P.shape)),
+                worst_backprop=float(wa), worst_numeric=float(wn), kinks=len(kinks),
+                kink_elements=[tuple(int(k) for k in np.unravel_index(i, P.shape)) for i in kinks[:5]],
+                failures=failures, passed=failures == 0,
+            )
+        )
+    notes = []
+    if promoted:
+        notes.append(f"the {promoted} model was promoted to float64 for the check")
+    acts = [a.name for a in m.acts]
+    if "step" in acts:
+        notes.append(
+            "step: its derivative is zero wherever it exists, so no gradient flows through it "
+            "and every layer before a step layer gets a zero gradient (LECTURE.md section 3)"
+        )
+    if any(t.kinks for t in checks):
+        notes.append(
+            "kinks: elements whose finite-difference step moved a relu/leaky_relu/step "
+            "pre-activation across 0 are not differentiable there and are listed as kinks, not failures"
+        )
+    return GradcheckReport(checks, int(X.shape[0]), eps, tol, floor, loss_name, acts, l2, promoted, notes)
+
+
+def failure_message(report: GradcheckReport) -> str:
+    t = report.first_failure()
+    if t is None:
+        return ""
+    idx = ", ".join(map(str, t.worst_index))
+    others = [x.name for x in report.tensors if not x.passed and x is not t]
+    more = f" (also failing: {', '.join(others)})" if others else ""
+    return (
+        f"gradcheck failed: {t.name}[{idx}]: backprop {t.worst_backprop:.10g} vs numeric {t.worst_numeric:.10g} "
+        f"(relative error {t.max_rel_error:.3g} > {report.tol:g}; {t.failures} of {t.checked} elements fail){more}"
+    )
+
+
+def check_target(
+    target,
+    samples: int = 8,
+    eps: float = DEFAULT_EPS,
+    tol: float = DEFAULT_TOL,
+    seed: int = 0,
+    overrides=None,
+    max_elements: Optional[int] = None,
+) -> tuple[GradcheckReport, str]:
+    """Gradcheck a config file (fresh seeded weights) or a run directory (trained weights).
+
+    Returns the report and a description of what was checked. Uses ``samples`` rows of the
+    training data after preprocessing, drawn with ``seed``.
+    """
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    if samples < 1:
+        raise ConfigError("--samples must be at least 1")
+    if not (eps > 0):
+        raise ConfigError("--eps must be positive")
+    if not (tol > 0):
+        raise ConfigError("--tol must be positive")
+    if max_elements is not None and max_elements < 1:
+        raise ConfigError("--max-elements must be at least 1")
+    target = Path(target)
+    if target.is_dir():
+        from .data import read_csv
+        from .runs import load_run
+
+        if overrides:
+            raise ConfigError("--set applies to a config file, not to a run directory")
+        run = load_run(target, require_complete=False)
+        cfg, prep, model = run.config, run.prep, run.model
+        df = read_csv(cfg.data.train, "data.train", str_columns=prep.str_columns(), required=prep.features + prep.targets)
+        src = f"data.train {cfg.data.train}"
+        X = prep.encode_features(df, src)
+        Y = prep.encode_targets(df, src)
+        what = f"run {target} (trained weights)"
+    else:
+        from .config import load_config
+        from .job import prepare
+
+        cfg = load_config(target, overrides)
+        data, model, _, cfg = prepare(cfg)
+        X, Y = data.train.X, data.train.Y
+        what = f"config {target} (fresh weights, seed {cfg.seed})"
+    rng = np.random.default_rng(seed)
+    n = min(samples, X.shape[0])
+    rows = np.sort(rng.choice(X.shape[0], size=n, replace=False))
+    report = gradcheck(model, X[rows], Y[rows], cfg.loss, cfg.train.l2, eps, tol, max_elements=max_elements, rng=rng)
+    return report, what
