@@ -157,6 +157,55 @@ def gradcheck(
         raise JobFailed(failure_message(report))
 
 
+@app.command("eval")
+@_command
+def eval_(
+    run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/<id>.", show_default=False),
+    data: Optional[str] = typer.Option(None, "--data", help="Another labelled CSV (must have the target column(s))."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
+):
+    """Measure a trained run on labelled data.
+
+    Default data: the config's test data, else its validation data, else the training data
+    (the report says which). Classification: loss, accuracy, per-class precision/recall/F1,
+    macro averages and the confusion matrix; regression: loss, MSE, RMSE, MAE, R² per target.
+    Saved in the run directory as eval.json (or eval_<name>_<hash>.json for each --data file).
+    """
+    from . import view
+    from .inference import evaluate, save_eval
+    from .runs import load_run
+
+    run = load_run(run_dir)
+    report, fname = evaluate(run, data)
+    path = save_eval(run, report, fname)
+    if as_json:
+        print(json.dumps({**report, "saved": str(path)}, ensure_ascii=False))
+    else:
+        view.eval_report(report, str(path))
+
+
+@app.command()
+@_command
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/<id>.", show_default=False),
+    input_csv: str = typer.Argument(..., metavar="INPUT.csv", help="CSV with the feature columns, or - for stdin.", show_default=False),
+    output: str = typer.Option("-", "--output", "-o", help="Output CSV, or - for stdout."),
+    no_proba: bool = typer.Option(False, "--no-proba", help="Leave out the proba_<label> columns."),
+):
+    """Predict for every row of a CSV: input columns unchanged, then prediction (and proba_<label>).
+
+    Columns are matched by name; extra columns pass through; a target column in the input
+    is ignored. Processed in chunks, so any input size works. A file OUT is replaced
+    atomically: on error an existing OUT is left untouched.
+    """
+    from .inference import predict as run_predict
+    from .runs import load_run
+
+    run = load_run(run_dir)
+    run_predict(run, input_csv, output, proba=not no_proba)
+    sys.stdout.flush()
+
+
 def main() -> None:
     try:
         app()

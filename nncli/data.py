@@ -469,20 +469,17 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
 
 
-def load_dataset(cfg, rng: np.random.Generator) -> Dataset:
-    """Read, split and preprocess the config's data. Consumes ``rng`` only for splits."""
-    d = cfg.data
-    dtype = np.dtype(cfg.train.dtype)
-    classifier = cfg.task != "regression"
-    str_cols = list(d.categorical) + (d.targets if classifier else [])
-    df = read_csv(d.train, "data.train", str_columns=str_cols, required=d.targets)
-    source = f"data.train {d.train}"
-    n = len(df)
+def split_rows(cfg, df, rng: np.random.Generator, source: str):
+    """(train_rows, val_rows or None, test_rows or None) of the training CSV.
 
-    # held-out rows: test first, then validation, both from the same generator
+    Test rows are drawn first, then validation rows, from the one seeded generator, and
+    stratified by class for classifiers; the same config and seed give the same rows.
+    """
+    d = cfg.data
+    n = len(df)
     rows = np.arange(n)
     strata = None
-    if classifier and (d.test_split or d.val_split):
+    if cfg.task != "regression" and (d.test_split or d.val_split):
         t = d.targets[0]
         labels = _text_column(df[t], source, t)
         _, strata = np.unique(labels, return_inverse=True)
@@ -499,6 +496,23 @@ def load_dataset(cfg, rng: np.random.Generator) -> Dataset:
             raise DataError(f"data.val_split: {d.val_split} of {n} rows leaves no validation rows; use a larger fraction or data.val")
     if len(rows) == 0:
         raise DataError(f"{source}: no training rows left after the held-out splits")
+    return rows, val_rows, test_rows
+
+
+def read_train_csv(cfg, str_columns=None):
+    d = cfg.data
+    if str_columns is None:
+        str_columns = list(d.categorical) + (d.targets if cfg.task != "regression" else [])
+    return read_csv(d.train, "data.train", str_columns=str_columns, required=d.targets), f"data.train {d.train}"
+
+
+def load_dataset(cfg, rng: np.random.Generator) -> Dataset:
+    """Read, split and preprocess the config's data. Consumes ``rng`` only for splits."""
+    d = cfg.data
+    dtype = np.dtype(cfg.train.dtype)
+    df, source = read_train_csv(cfg)
+    n = len(df)
+    rows, val_rows, test_rows = split_rows(cfg, df, rng, source)
 
     prep = Preprocessor.fit(df, d, cfg.task, source, fit_rows=rows)
 

@@ -175,3 +175,39 @@ def gradcheck_report(report, what: str) -> None:
     for note in report.notes:
         out.print(f"note: {note}", soft_wrap=True)
     out.print("[green]all gradients agree[/]" if report.passed else "[bold red]gradients disagree[/]")
+
+
+def eval_report(report: dict, saved: str) -> None:
+    """Evaluation tables on stdout: metrics, per-class scores and the confusion matrix."""
+    from rich import box
+
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    out.print(f"evaluated {report['run']} on {report['source']} ({report['rows']} rows)", soft_wrap=True)
+    if "accuracy" in report:
+        out.print(f"loss ({report['loss_name']}) {_fmt(report['loss'])}   accuracy {_fmt(report['accuracy'])}")
+        t = Table(box=box.SIMPLE_HEAD)
+        for col in ("class", "precision", "recall", "f1", "support"):
+            t.add_column(col, justify="left" if col == "class" else "right")
+        for label, m in report["per_class"].items():
+            t.add_row(label, _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["f1"]), str(m["support"]))
+        mac = report["macro"]
+        t.add_row("macro avg", _fmt(mac["precision"]), _fmt(mac["recall"]), _fmt(mac["f1"]), str(report["rows"]), style="bold")
+        out.print(t)
+        cm = report["confusion_matrix"]
+        out.print("confusion matrix (rows: true class, columns: predicted class)")
+        c = Table(box=box.SIMPLE_HEAD)
+        c.add_column("true \\ predicted", justify="left")
+        for label in cm["labels"]:
+            c.add_column(label, justify="right")
+        for i, (label, row) in enumerate(zip(cm["labels"], cm["matrix"])):
+            c.add_row(label, *[f"[bold]{v}[/]" if i == j else str(v) for j, v in enumerate(row)])
+        out.print(c)
+    else:
+        out.print(f"loss ({report['loss_name']}) {_fmt(report['loss'])}")
+        t = Table(box=box.SIMPLE_HEAD)
+        for col in ("target", "MSE", "RMSE", "MAE", "R²"):
+            t.add_column(col, justify="left" if col == "target" else "right")
+        for name, m in report["targets"].items():
+            t.add_row(name, _fmt(m["mse"]), _fmt(m["rmse"]), _fmt(m["mae"]), _fmt(m["r2"]))
+        out.print(t)
+    info(f"saved {saved}")
