@@ -87,6 +87,7 @@ def train(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories are created."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but the result."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (run_dir and summary) on stdout."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip loss.png and decision_boundary.png."),
 ):
     """Train the network a config describes and write runs/<id>/.
 
@@ -110,9 +111,12 @@ def train(
     with view.TrainView(job.cfg.train.epochs, job.metric_name(), job.data.val is not None, title, quiet=quiet) as tv:
         for rec in job.epochs():
             tv.update(rec)
-    summary = job.finish()
+    n_warn = len(job.warnings)
+    summary = job.finish(plots=not no_plots)
     if not quiet:
-        view.summary_table(summary, str(run_dir))
+        for w in job.warnings[n_warn:]:
+            view.warning(w)
+        view.summary_table(summary, str(run_dir), [r.loss for r in job.result.history])
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), **summary}, ensure_ascii=False))
     else:
@@ -204,6 +208,16 @@ def predict(
     run = load_run(run_dir)
     run_predict(run, input_csv, output, proba=not no_proba)
     sys.stdout.flush()
+
+
+@app.command()
+@_command
+def plot(run_dir: Path = typer.Argument(..., help="A run directory.", show_default=False)):
+    """(Re)draw a run's pictures: loss.png and, for a classifier on two features, decision_boundary.png."""
+    from .plots import draw_run
+
+    for path in draw_run(run_dir):
+        print(path)
 
 
 def main() -> None:

@@ -107,8 +107,8 @@ class TrainingJob:
             rows.append(row)
         return header, rows
 
-    def finish(self) -> dict:
-        """Write model.npz, metrics.csv and, last, summary.json; return the summary."""
+    def finish(self, plots: bool = True) -> dict:
+        """Write model.npz, metrics.csv, the pictures and, last, summary.json; return the summary."""
         assert self.run_dir is not None, "start() first"
         res = self.result
         arrays = dict(self.model.arrays())
@@ -116,6 +116,13 @@ class TrainingJob:
         runs.write_npz(self.run_dir / "model.npz", arrays)
         header, rows = self.metrics_rows()
         runs.write_csv(self.run_dir / "metrics.csv", header, rows)
+        if plots and res.epochs_run > 0:
+            try:
+                from .plots import draw_run
+
+                draw_run(self.run_dir, runs.Run(self.run_dir, self.cfg, self.data.prep, self.model, {}))
+            except Exception as e:  # a picture must never cost the run
+                self.warnings.append(f"could not draw the pictures: {type(e).__name__}: {e}")
         m = self.metric_name()
         summary = {
             "status": res.status,

@@ -136,10 +136,33 @@ class TrainView:
         return t
 
 
-def summary_table(summary: dict, run_dir: str) -> None:
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values, width: int = 40) -> str:
+    """The loss curve in one line of block characters (log scale when it spans decades)."""
+    import numpy as np
+
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return ""
+    if len(v) > width:  # the mean of each of `width` consecutive slices
+        v = np.array([s.mean() for s in np.array_split(v, width)])
+    if v.min() > 0 and v.max() / v.min() > 10:
+        v = np.log10(v)
+    lo, hi = v.min(), v.max()
+    if hi - lo < 1e-12:
+        return SPARKS[0] * len(v)
+    return "".join(SPARKS[int(round((x - lo) / (hi - lo) * (len(SPARKS) - 1)))] for x in v)
+
+
+def summary_table(summary: dict, run_dir: str, losses=()) -> None:
     """The closing summary of a training run, on stderr."""
     status = summary.get("status", "?")
     lines = [f"run {run_dir}: {status} after {summary.get('epochs_run')} epochs in {_elapsed(summary.get('train_seconds', 0.0))}"]
+    spark = sparkline(losses)
+    if spark:
+        lines.append(f"  loss {spark}  {_fmt(losses[0])} -> {_fmt(losses[-1])}")
     for key, label in (("metrics", "train"), ("val_metrics", "val")):
         m = summary.get(key)
         if m:

@@ -1,0 +1,141 @@
+"""Pictures of a run, drawn with matplotlib's Agg backend (imported only here, only when drawing).
+
+- loss.png: training (and validation) loss per epoch.
+- decision_boundary.png: for a classifier with two numeric input features, the class
+  regions over the input plane and, for binary tasks, the contour y_hat = 1/2 (the
+  lecture's decision boundary), with the training points on top.
+- confusion.png: the confusion matrix of an evaluation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    from .runs import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def loss_plot(epochs, loss, val_loss, path: Path, title: str = "") -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    try:
+        ax.plot(epochs, loss, label="train loss", color="tab:blue")
+        if val_loss is not None:
+            ax.plot(epochs, val_loss, label="validation loss", color="tab:orange")
+        vals = np.asarray([v for v in list(loss) + list(val_loss if val_loss is not None else []) if np.isfinite(v)])
+        if len(vals) and vals.min() > 0 and vals.max() / vals.min() > 100:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss E")
+        ax.set_title(title or "loss per epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def can_draw_boundary(prep) -> bool:
+    return prep.is_classifier and len(prep.features) == 2 and not prep.categories
+
+
+def decision_boundary(model, prep, X_raw: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> Path:
+    """X_raw: (n, 2) training inputs in the data's own units; labels: class codes (n,)."""
+    plt = _plt()
+    from matplotlib.colors import ListedColormap
+
+    k = len(prep.classes)
+    lo, hi = X_raw.min(axis=0), X_raw.max(axis=0)
+    pad = 0.08 * np.maximum(hi - lo, 1e-9)
+    g0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 300)
+    g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 300)
+    G0, G1 = np.meshgrid(g0, g1)
+    grid = np.column_stack([G0.ravel(), G1.ravel()])
+    A = model.astype(np.float64).predict((grid - prep.x_mean) / prep.x_std)
+    codes = (A[:, 0] >= 0.5).astype(int) if prep.task == "binary" else np.argmax(A, axis=1)
+    base = plt.get_cmap("tab10")
+    cmap = ListedColormap([base(i % 10) for i in range(k)])
+    fig, ax = plt.subplots(figsize=(6, 5))
+    try:
+        ax.contourf(G0, G1, codes.reshape(G0.shape), levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
+        if prep.task == "binary":
+            cs = ax.contour(G0, G1, A[:, 0].reshape(G0.shape), levels=[0.5], colors="k", linewidths=1.5)
+            ax.clabel(cs, fmt={0.5: "ŷ = 1/2"}, fontsize=8)
+        for c in range(k):
+            m = labels == c
+            ax.scatter(X_raw[m, 0], X_raw[m, 1], s=40 if len(labels) < 50 else 12, color=cmap(c), edgecolors="k", linewidths=0.3, label=str(prep.classes[c]))
+        ax.set_xlabel(prep.features[0])
+        ax.set_ylabel(prep.features[1])
+        ax.set_title(title or "decision regions")
+        ax.legend(title=prep.targets[0], fontsize=8, loc="best")
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def confusion_plot(matrix, labels, path: Path, title: str = "") -> Path:
+    plt = _plt()
+    C = np.asarray(matrix)
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * k, 1.0 + 0.6 * k))
+    try:
+        ax.imshow(C, cmap="Blues")
+        ax.set_xticks(range(k), labels=[str(x) for x in labels], rotation=45, ha="right")
+        ax.set_yticks(range(k), labels=[str(x) for x in labels])
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        top = C.max() if C.size else 0
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(C[i, j]), ha="center", va="center", color="white" if C[i, j] > top / 2 else "black", fontsize=8)
+        ax.set_title(title or "confusion matrix")
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def draw_run(run_dir: Path, run=None) -> list[Path]:
+    """(Re)draw loss.png and, where it applies, decision_boundary.png of a run directory."""
+    import csv
+
+    from .data import read_train_csv, split_rows
+    from .runs import load_run
+
+    run_dir = Path(run_dir)
+    run = run or load_run(run_dir, require_complete=False)
+    out = []
+    with open(run_dir / "metrics.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows:
+        ep = [int(r["epoch"]) for r in rows]
+        loss = [float(r["loss"]) for r in rows]
+        val = [float(r["val_loss"]) for r in rows] if "val_loss" in rows[0] else None
+        out.append(loss_plot(ep, loss, val, run_dir / "loss.png", f"{run.config.name}: loss per epoch"))
+    prep = run.prep
+    if can_draw_boundary(prep):
+        df, source = read_train_csv(run.config, prep.str_columns())
+        rows, _, _ = split_rows(run.config, df, np.random.default_rng(run.config.seed), source)
+        df = df.iloc[rows]
+        X_raw = np.column_stack([df[f].to_numpy(dtype=np.float64) for f in prep.features])
+        codes = prep.label_codes(df[prep.targets[0]], source)
+        out.append(decision_boundary(run.model, prep, X_raw, codes, run_dir / "decision_boundary.png",
+                                     f"{run.config.name}: decision regions"))
+    return out
