@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
-    import matplotlib
+def _figure(figsize):
+    """A Figure on the Agg canvas, without pyplot (no global state, no GUI backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _save(fig, path: Path) -> Path:
@@ -34,23 +35,20 @@ def _save(fig, path: Path) -> Path:
 
 
 def loss_plot(epochs, loss, val_loss, path: Path, title: str = "") -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    try:
-        ax.plot(epochs, loss, label="train loss", color="tab:blue")
-        if val_loss is not None:
-            ax.plot(epochs, val_loss, label="validation loss", color="tab:orange")
-        vals = np.asarray([v for v in list(loss) + list(val_loss if val_loss is not None else []) if np.isfinite(v)])
-        if len(vals) and vals.min() > 0 and vals.max() / vals.min() > 100:
-            ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss E")
-        ax.set_title(title or "loss per epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    fig = _figure((6, 4))
+    ax = fig.subplots()
+    ax.plot(epochs, loss, label="train loss", color="tab:blue")
+    if val_loss is not None:
+        ax.plot(epochs, val_loss, label="validation loss", color="tab:orange")
+    vals = np.asarray([v for v in list(loss) + list(val_loss if val_loss is not None else []) if np.isfinite(v)])
+    if len(vals) and vals.min() > 0 and vals.max() / vals.min() > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss E")
+    ax.set_title(title or "loss per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
 
 
 def can_draw_boundary(prep) -> bool:
@@ -59,7 +57,7 @@ def can_draw_boundary(prep) -> bool:
 
 def decision_boundary(model, prep, X_raw: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> Path:
     """X_raw: (n, 2) training inputs in the data's own units; labels: class codes (n,)."""
-    plt = _plt()
+    from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
 
     k = len(prep.classes)
@@ -71,45 +69,40 @@ def decision_boundary(model, prep, X_raw: np.ndarray, labels: np.ndarray, path: 
     grid = np.column_stack([G0.ravel(), G1.ravel()])
     A = model.astype(np.float64).predict((grid - prep.x_mean) / prep.x_std)
     codes = (A[:, 0] >= 0.5).astype(int) if prep.task == "binary" else np.argmax(A, axis=1)
-    base = plt.get_cmap("tab10")
+    base = colormaps["tab10"]
     cmap = ListedColormap([base(i % 10) for i in range(k)])
-    fig, ax = plt.subplots(figsize=(6, 5))
-    try:
-        ax.contourf(G0, G1, codes.reshape(G0.shape), levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
-        if prep.task == "binary":
-            cs = ax.contour(G0, G1, A[:, 0].reshape(G0.shape), levels=[0.5], colors="k", linewidths=1.5)
-            ax.clabel(cs, fmt={0.5: "ŷ = 1/2"}, fontsize=8)
-        for c in range(k):
-            m = labels == c
-            ax.scatter(X_raw[m, 0], X_raw[m, 1], s=40 if len(labels) < 50 else 12, color=cmap(c), edgecolors="k", linewidths=0.3, label=str(prep.classes[c]))
-        ax.set_xlabel(prep.features[0])
-        ax.set_ylabel(prep.features[1])
-        ax.set_title(title or "decision regions")
-        ax.legend(title=prep.targets[0], fontsize=8, loc="best")
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    fig = _figure((6, 5))
+    ax = fig.subplots()
+    ax.contourf(G0, G1, codes.reshape(G0.shape), levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
+    if prep.task == "binary":
+        cs = ax.contour(G0, G1, A[:, 0].reshape(G0.shape), levels=[0.5], colors="k", linewidths=1.5)
+        ax.clabel(cs, fmt={0.5: "ŷ = 1/2"}, fontsize=8)
+    for c in range(k):
+        m = labels == c
+        ax.scatter(X_raw[m, 0], X_raw[m, 1], s=40 if len(labels) < 50 else 12, color=cmap(c), edgecolors="k", linewidths=0.3, label=str(prep.classes[c]))
+    ax.set_xlabel(prep.features[0])
+    ax.set_ylabel(prep.features[1])
+    ax.set_title(title or "decision regions")
+    ax.legend(title=prep.targets[0], fontsize=8, loc="best")
+    return _save(fig, path)
 
 
 def confusion_plot(matrix, labels, path: Path, title: str = "") -> Path:
-    plt = _plt()
     C = np.asarray(matrix)
     k = len(labels)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * k, 1.0 + 0.6 * k))
-    try:
-        ax.imshow(C, cmap="Blues")
-        ax.set_xticks(range(k), labels=[str(x) for x in labels], rotation=45, ha="right")
-        ax.set_yticks(range(k), labels=[str(x) for x in labels])
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        top = C.max() if C.size else 0
-        for i in range(k):
-            for j in range(k):
-                ax.text(j, i, str(C[i, j]), ha="center", va="center", color="white" if C[i, j] > top / 2 else "black", fontsize=8)
-        ax.set_title(title or "confusion matrix")
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    fig = _figure((1.2 + 0.6 * k, 1.0 + 0.6 * k))
+    ax = fig.subplots()
+    ax.imshow(C, cmap="Blues")
+    ax.set_xticks(range(k), labels=[str(x) for x in labels], rotation=45, ha="right")
+    ax.set_yticks(range(k), labels=[str(x) for x in labels])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    top = C.max() if C.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(C[i, j]), ha="center", va="center", color="white" if C[i, j] > top / 2 else "black", fontsize=8)
+    ax.set_title(title or "confusion matrix")
+    return _save(fig, path)
 
 
 def draw_run(run_dir: Path, run=None) -> list[Path]:
