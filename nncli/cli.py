@@ -167,13 +167,15 @@ def eval_(
     run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/<id>.", show_default=False),
     data: Optional[str] = typer.Option(None, "--data", help="Another labelled CSV (must have the target column(s))."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip confusion.png."),
 ):
     """Measure a trained run on labelled data.
 
     Default data: the config's test data, else its validation data, else the training data
     (the report says which). Classification: loss, accuracy, per-class precision/recall/F1,
     macro averages and the confusion matrix; regression: loss, MSE, RMSE, MAE, R² per target.
-    Saved in the run directory as eval.json (or eval_<name>_<hash>.json for each --data file).
+    Saved in the run directory as eval.json (or eval_<name>_<hash>.json for each --data file),
+    with confusion.png (confusion_<name>_<hash>.png) for a classifier.
     """
     from . import view
     from .inference import evaluate, save_eval
@@ -181,11 +183,11 @@ def eval_(
 
     run = load_run(run_dir)
     report, fname = evaluate(run, data)
-    path = save_eval(run, report, fname)
+    saved = save_eval(run, report, fname, plots=not no_plots)
     if as_json:
-        print(json.dumps({**report, "saved": str(path)}, ensure_ascii=False))
+        print(json.dumps({**report, "saved": [str(p) for p in saved]}, ensure_ascii=False))
     else:
-        view.eval_report(report, str(path))
+        view.eval_report(report, ", ".join(map(str, saved)))
 
 
 @app.command()

@@ -99,10 +99,18 @@ def evaluate(run: Run, data: Optional[str] = None) -> tuple[dict, str]:
     return report, fname
 
 
-def save_eval(run: Run, report: dict, fname: str) -> Path:
+def save_eval(run: Run, report: dict, fname: str, plots: bool = True) -> list[Path]:
+    """Write the report (and, for a classifier, its confusion.png) into the run directory."""
     path = run.path / fname
     write_json(path, report)
-    return path
+    saved = [path]
+    if plots and "confusion_matrix" in report:
+        from .plots import confusion_plot
+
+        cm = report["confusion_matrix"]
+        png = run.path / (fname.replace("eval", "confusion", 1).removesuffix(".json") + ".png")
+        saved.append(confusion_plot(cm["matrix"], cm["labels"], png, f"{run.config.name}: {report['source']}"))
+    return saved
 
 
 # ---------------------------------------------------------------------- prediction
