@@ -81,38 +81,61 @@ SetOpt = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a confi
 @app.command()
 @_command
 def train(
-    config: Path = typer.Argument(..., help="YAML experiment config, e.g. configs/xor.yaml", show_default=False),
+    config: Optional[Path] = typer.Argument(None, help="YAML experiment config, e.g. configs/xor.yaml", show_default=False),
     set_: Optional[List[str]] = SetOpt,
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: the config's name)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run directories are created."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory to its configured epochs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but the result."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (run_dir and summary) on stdout."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip loss.png and decision_boundary.png."),
 ):
     """Train the network a config describes and write runs/<id>/.
 
-    Streams the loss on stderr; prints the run directory (or, with --json, the summary) on stdout.
+    Streams the loss on stderr; prints the run directory (or, with --json, the summary) on
+    stdout. Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and exits 130;
+    --resume RUN_DIR continues it bit for bit.
     """
+    import signal
+
     from . import view
     from .config import load_config
-    from .errors import JobFailed
+    from .errors import ConfigError, Interrupted, JobFailed
     from .job import TrainingJob
 
-    overrides = list(set_ or [])
-    if name is not None:
-        overrides.append(f"name={json.dumps(name)}")
-    cfg = load_config(config, overrides)
-    job = TrainingJob(cfg, runs_dir)
+    if resume is not None:
+        if config is not None or set_ or name:
+            raise ConfigError("--resume RUN_DIR continues a run with its saved config: give no CONFIG, --set or --name")
+        job = TrainingJob.resume(resume)
+    else:
+        if config is None:
+            raise ConfigError("missing CONFIG: nncli train CONFIG (or nncli train --resume RUN_DIR)")
+        overrides = list(set_ or [])
+        if name is not None:
+            overrides.append(f"name={json.dumps(name)}")
+        job = TrainingJob(load_config(config, overrides), runs_dir)
     if not quiet:
         for w in job.warnings:
             view.warning(w)
-    run_dir = job.start()
-    title = f"{job.cfg.name}: {'-'.join(map(str, job.cfg.model.layers))} {job.cfg.loss}, {job.cfg.train.optimizer} lr {job.cfg.train.lr}"
-    with view.TrainView(job.cfg.train.epochs, job.metric_name(), job.data.val is not None, title, quiet=quiet) as tv:
-        for rec in job.epochs():
-            tv.update(rec)
-    n_warn = len(job.warnings)
-    summary = job.finish(plots=not no_plots)
+
+    def stop(signum, frame):  # finish the current step, then checkpoint; a second signal changes nothing
+        job.trainer.stop_requested = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        run_dir = job.start()
+        cfg = job.cfg
+        title = f"{cfg.name}: {'-'.join(map(str, cfg.model.layers))} {cfg.loss}, {cfg.train.optimizer} lr {cfg.train.lr}"
+        with view.TrainView(cfg.train.epochs, job.metric_name(), job.data.val is not None, title, quiet=quiet) as tv:
+            for rec in job.history_so_far():
+                tv.update(rec)
+            for rec in job.epochs():
+                tv.update(rec)
+        n_warn = len(job.warnings)
+        summary = job.finish(plots=not no_plots)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not quiet:
         for w in job.warnings[n_warn:]:
             view.warning(w)
@@ -123,6 +146,8 @@ def train(
         print(run_dir)
     if summary["status"] == "diverged":
         raise JobFailed(summary.get("message", "training diverged"))
+    if summary["status"] == "interrupted":
+        raise Interrupted(f"interrupted after {summary['epochs_run']} epochs; checkpoint saved. Continue with: nncli train --resume {run_dir}")
 
 
 @app.command()

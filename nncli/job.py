@@ -70,6 +70,9 @@ def prepare(cfg: Config) -> tuple[Dataset, MLP, np.random.Generator, Config]:
     return data, model, rng, resolved
 
 
+CHECKPOINT = "checkpoint.npz"
+
+
 class TrainingJob:
     def __init__(self, cfg: Config, runs_dir: Path | str = "runs"):
         self.data, self.model, self.rng, self.cfg = prepare(cfg)
@@ -77,12 +80,53 @@ class TrainingJob:
         self.run_dir: Optional[Path] = None
         self.trainer = Trainer(self.cfg, self.model, self.data, self.rng)
         self.warnings = self.cfg.warnings() + list(self.data.notes)
+        self.created = ""
+
+    @classmethod
+    def resume(cls, run_dir: Path | str) -> "TrainingJob":
+        """The job of an interrupted (or killed) run, restored from its checkpoint.npz."""
+        import json
+
+        from .config import load_config
+        from .errors import RunError
+
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise RunError(f"{run_dir}: no such run directory")
+        summary = {}
+        if (run_dir / runs.SUMMARY).exists():
+            try:
+                summary = json.loads((run_dir / runs.SUMMARY).read_text(encoding="utf-8"))
+            except ValueError:
+                summary = {}
+            if summary.get("status") == "completed":
+                raise RunError(f"{run_dir}: this run already completed; nothing to resume")
+        ckpt = run_dir / CHECKPOINT
+        if not ckpt.exists():
+            raise RunError(
+                f"{run_dir}: no {CHECKPOINT} to resume from (runs are checkpointed when interrupted, "
+                "and every train.checkpoint_every epochs)"
+            )
+        cfg = load_config(run_dir / "config.yaml")
+        job = cls(cfg, run_dir.parent)
+        try:
+            with np.load(ckpt, allow_pickle=False) as z:
+                job.trainer.load_state({k: z[k] for k in z.files})
+        except (OSError, ValueError, KeyError) as e:
+            raise RunError(f"{ckpt}: unreadable checkpoint ({e})") from None
+        job.run_dir = run_dir
+        job.created = summary.get("created", "")
+        return job
 
     @property
     def result(self):
         return self.trainer.result
 
     def start(self) -> Path:
+        if self.run_dir is not None:  # resumed: the directory and its config exist
+            if (self.run_dir / runs.SUMMARY).exists():
+                (self.run_dir / runs.SUMMARY).unlink()  # incomplete again until finish()
+            return self.run_dir
         self.run_dir = runs.create_run_dir(self.runs_dir, self.cfg.name)
         runs.atomic_write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
         runs.write_json(self.run_dir / "preprocess.json", self.data.prep.to_json())
@@ -90,7 +134,21 @@ class TrainingJob:
         return self.run_dir
 
     def epochs(self) -> Iterator[EpochRecord]:
-        return self.trainer.epochs()
+        """The trainer's records; writes a checkpoint every train.checkpoint_every epochs."""
+        every = self.cfg.train.checkpoint_every
+        for rec in self.trainer.epochs():
+            if every and rec.epoch % every == 0 and rec.epoch < self.cfg.train.epochs:
+                self.write_checkpoint()
+            yield rec
+
+    def history_so_far(self) -> list[EpochRecord]:
+        """Records of epochs trained before a resume (empty for a new run)."""
+        return list(self.result.history)
+
+    def write_checkpoint(self) -> None:
+        runs.write_npz(self.run_dir / CHECKPOINT, self.trainer.state())
+        header, rows = self.metrics_rows()
+        runs.write_csv(self.run_dir / "metrics.csv", header, rows)
 
     def metric_name(self) -> str:
         return "r2" if self.cfg.task == "regression" else "accuracy"
@@ -111,6 +169,8 @@ class TrainingJob:
         """Write model.npz, metrics.csv, the pictures and, last, summary.json; return the summary."""
         assert self.run_dir is not None, "start() first"
         res = self.result
+        if res.status == "interrupted":
+            self.write_checkpoint()
         arrays = dict(self.model.arrays())
         arrays.update(self.data.prep.arrays())
         runs.write_npz(self.run_dir / "model.npz", arrays)
@@ -147,4 +207,6 @@ class TrainingJob:
             summary["val_metrics"] = {"loss": vl, m: vm, "rows": self.data.val.n}
         summary["versions"] = runs.versions()
         runs.write_summary(self.run_dir, summary)
+        if res.status == "completed":
+            (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
         return summary

@@ -135,8 +135,9 @@ def spirals(n: int, noise: float, rng: np.random.Generator) -> Columns:
     Arm k at position s in [0, 1]: radius r = 0.2 + 0.8 s, angle 3π s + kπ, so both arms
     end at radius 1 and arm 1 is arm 0 turned by half a turn. s = sqrt(u) with u uniform,
     which spreads the points evenly along the arms (rather than crowding the centre).
-    ``noise`` is the standard deviation of the Gaussian jitter; neighbouring arms are
-    about 0.27 apart radially, so noise well below 0.1 keeps the arms separable.
+    ``noise`` is the standard deviation of the Gaussian jitter. Neighbouring arms are
+    0.27 apart radially, so the default 0.04 leaves them cleanly separable (about 99.9 %
+    for the best boundary); at 0.1 they blur into each other (under 89 % at best).
     """
     label = _balanced_labels(n, 2)
     s = np.sqrt(rng.uniform(0.0, 1.0, n))
@@ -163,7 +164,11 @@ def gauss(n: int, noise: float, rng: np.random.Generator) -> Columns:
 
 
 def sine(n: int, noise: float, rng: np.random.Generator) -> Columns:
-    """1-D regression: x uniform on [-3, 3], y = sin(x) + noise * N(0, 1)."""
+    """1-D regression: x uniform on [-3, 3], y = sin(x) + noise * N(0, 1).
+
+    The best possible R² is var(sin x) / (var(sin x) + noise²) with var(sin x) ≈ 0.52
+    on [-3, 3]: 0.995 for the default noise 0.05, but only 0.98 for noise 0.1.
+    """
     x = rng.uniform(-3.0, 3.0, n)
     y = np.sin(x) + noise * rng.standard_normal(n)
     return _shuffled({"x": x, "y": y}, rng)
@@ -180,7 +185,7 @@ GENERATORS: dict[str, Generator] = {
                   400, 0.08, _XY, circles),
         Generator("moons", "two interleaving half circles", 400, 0.15, _XY, moons),
         Generator("spirals", "two interleaved spiral arms of 1.5 turns, label = arm",
-                  600, 0.05, _XY, spirals),
+                  600, 0.04, _XY, spirals),
         Generator("gauss", "two overlapping Gaussian blobs, noise = blob std",
                   400, 1.0, _XY, gauss),
         Generator("sine", "1-D regression: y = sin(x) + noise, x uniform on [-3, 3]",

@@ -90,8 +90,17 @@ class Trainer:
         self.stop_requested = False
         self._best = None  # (val_loss, epoch, weights) for early stopping
         self._wait = 0
+        self._pos = 0  # next row of the current epoch's order
+        self._order = None  # the current epoch's shuffled row order
+        self._sums = None  # running [loss * rows, hits, squared residuals] of the current epoch
 
     def epochs(self) -> Iterator[EpochRecord]:
+        """Train to ``cfg.train.epochs``, yielding one record per completed epoch.
+
+        Resumable: the position inside the current epoch (its shuffled order, the next
+        batch, the running sums) is trainer state, so an interruption after any step can
+        be checkpointed and continued bit for bit (see :meth:`state`).
+        """
         cfg, model, loss, task = self.cfg, self.model, self.loss, self.task
         t = cfg.train
         X, Y = self.data.train.X, self.data.train.Y
@@ -107,16 +116,17 @@ class Trainer:
         if regression:
             ss_tot = np.sum((Y.astype(np.float64) - Y.mean(axis=0, dtype=np.float64)) ** 2, axis=0)
         start = time.perf_counter() - self.result.seconds
+        self.result.status = "running"
         while self.epoch < t.epochs:
             snapshot = [p.copy() for _, p in model.params()]  # last finite weights, if this epoch diverges
-            order = self.rng.permutation(n) if (t.shuffle and not full_batch) else None
-            loss_sum = 0.0
-            hits = 0
-            ss_res = 0.0
-            for s in range(0, n, bs):
+            if self._pos == 0:  # a fresh epoch (otherwise: resuming inside one)
+                self._order = self.rng.permutation(n) if (t.shuffle and not full_batch) else None
+                self._sums = [0.0, 0, np.zeros(Y.shape[1]) if regression else 0.0]  # loss*n, hits, ss_res
+            order, sums = self._order, self._sums
+            while self._pos < n:
+                s = self._pos
                 if full_batch:
-                    xb, yb = X, Y
-                    w = ws
+                    xb, yb, w = X, Y, ws
                 else:
                     m = min(bs, n - s)
                     if order is None:
@@ -131,29 +141,28 @@ class Trainer:
                 E = loss.value(yb, A, w.Z[-1], model.output)
                 if not np.isfinite(E):
                     return self._diverged(snapshot, f"the training loss became {E} in epoch {self.epoch + 1}", start)
-                loss_sum += E * xb.shape[0]
+                sums[0] += E * xb.shape[0]
                 if regression:
-                    ss_res = ss_res + np.sum((A.astype(np.float64) - yb) ** 2, axis=0)
+                    sums[2] = sums[2] + np.sum((A.astype(np.float64) - yb) ** 2, axis=0)
                 else:
-                    hits += int(np.count_nonzero(predicted_codes(A, task) == true_codes(yb, task)))
+                    sums[1] += int(np.count_nonzero(predicted_codes(A, task) == true_codes(yb, task)))
                 model.backward(xb, yb, w, loss, t.l2)
                 self.optimizer.step(grads)
-                if self.stop_requested:
-                    break
-            if self.stop_requested and s + bs < n:
-                # interrupted mid-epoch: the epoch is not complete, so it is not recorded
-                self.result.status = "interrupted"
-                self.result.seconds = time.perf_counter() - start
-                return
+                self._pos = s + xb.shape[0]
+                if self.stop_requested and self._pos < n:
+                    # interrupted inside an epoch: its position is kept for the checkpoint
+                    return self._interrupted(start)
             if not all(np.isfinite(p).all() for _, p in model.params()):
                 return self._diverged(snapshot, f"the weights became non-finite in epoch {self.epoch + 1}", start)
             self.epoch += 1
+            self._pos = 0
             if regression:
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    metric = float(np.nanmean(np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.nan))) if n > 1 else float("nan")
+                    r2 = np.where(ss_tot > 0, 1 - sums[2] / ss_tot, np.nan)
+                metric = float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan")
             else:
-                metric = hits / n
-            rec = EpochRecord(self.epoch, loss_sum / n, metric)
+                metric = sums[1] / n
+            rec = EpochRecord(self.epoch, sums[0] / n, metric)
             if self.data.val is not None:
                 rec.val_loss, rec.val_metric = evaluate(model, self.data.val, cfg.loss, task)
                 if not np.isfinite(rec.val_loss):
@@ -161,19 +170,79 @@ class Trainer:
             rec.seconds = time.perf_counter() - start
             self.result.epochs_run = self.epoch
             self.result.history.append(rec)
+            stop_early = es is not None and self._early_stop(rec.val_loss, es)
             yield rec
-            if es is not None and self._early_stop(rec.val_loss, es):
+            if stop_early:
                 break
-            if self.stop_requested:
-                self.result.status = "interrupted"
-                self.result.seconds = time.perf_counter() - start
-                return
+            if self.stop_requested and self.epoch < t.epochs:
+                return self._interrupted(start)
         if self._best is not None:
             for (_, p), best in zip(model.params(), self._best[2]):
                 np.copyto(p, best)
             self.result.best_epoch = self._best[1]
         self.result.status = "completed"
         self.result.seconds = time.perf_counter() - start
+
+    def _interrupted(self, start: float) -> None:
+        self.result.status = "interrupted"
+        self.result.seconds = time.perf_counter() - start
+        self.result.message = "training was interrupted; continue it with: nncli train --resume RUN_DIR"
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue exactly where training stands, as plain arrays.
+
+        Weights, optimizer state, the generator's state, the epoch and the position inside
+        it, early-stopping state and the history so far. No pickles: the bookkeeping is a
+        JSON string stored as a numpy str array.
+        """
+        import json
+
+        arrays: dict[str, np.ndarray] = {}
+        for name, p in self.model.params():
+            arrays[f"param/{name}"] = p
+        for k, v in self.optimizer.state().items():
+            arrays[f"opt/{k}"] = v
+        if self._order is not None and self._pos > 0:
+            arrays["order"] = self._order
+        if self._best is not None:
+            for (name, _), p in zip(self.model.params(), self._best[2]):
+                arrays[f"best/{name}"] = p
+        sums = self._sums
+        meta = {
+            "epoch": self.epoch,
+            "pos": self._pos,
+            "sums": [float(sums[0]), int(sums[1]), np.asarray(sums[2], dtype=np.float64).tolist()] if sums else None,
+            "seconds": self.result.seconds,
+            "rng": self.rng.bit_generator.state,
+            "best": None if self._best is None else [self._best[0], self._best[1]],
+            "wait": self._wait,
+            "history": [[r.epoch, r.loss, r.metric, r.val_loss, r.val_metric, r.seconds] for r in self.result.history],
+        }
+        arrays["meta"] = np.array(json.dumps(meta))
+        return arrays
+
+    def load_state(self, arrays) -> None:
+        import json
+
+        meta = json.loads(str(arrays["meta"]))
+        for name, p in self.model.params():
+            np.copyto(p, arrays[f"param/{name}"])
+        self.optimizer.load_state({k[4:]: arrays[k] for k in arrays if k.startswith("opt/")})
+        self.rng.bit_generator.state = meta["rng"]
+        self.epoch = int(meta["epoch"])
+        self._pos = int(meta["pos"])
+        self._order = np.asarray(arrays["order"]) if "order" in arrays else None
+        if meta["sums"] is not None:
+            s = meta["sums"]
+            self._sums = [float(s[0]), int(s[1]), np.asarray(s[2]) if isinstance(s[2], list) else float(s[2])]
+        if meta["best"] is not None:
+            weights = [np.array(arrays[f"best/{name}"]) for name, _ in self.model.params()]
+            self._best = (float(meta["best"][0]), int(meta["best"][1]), weights)
+        self._wait = int(meta["wait"])
+        self.result.seconds = float(meta["seconds"])
+        self.result.history = [EpochRecord(*row) for row in meta["history"]]
+        self.result.epochs_run = self.epoch
 
     def _early_stop(self, val_loss: float, es) -> bool:
         if self._best is None or val_loss < self._best[0] - es.min_delta:
