@@ -247,6 +247,121 @@ def plot(run_dir: Path = typer.Argument(..., help="A run directory.", show_defau
         print(path)
 
 
+@app.command("runs")
+@_command
+def runs_(
+    runs_dir: Path = typer.Argument(Path("runs"), help="A runs directory (or a sweep directory)."),
+    sort: Optional[str] = typer.Option(None, "--sort", help="Rank by a column, best first: losses and seconds ascending, other metrics descending."),
+    where: Optional[List[str]] = typer.Option(None, "--where", metavar="KEY=VALUE", help="Keep runs whose config key or column equals VALUE (repeatable), e.g. --where train.lr=0.1 --where status=completed."),
+    fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+):
+    """List runs: id, name, status, epochs, the config keys that differ, final metrics.
+
+    Unreadable run directories are skipped with a warning on stderr.
+    """
+    from . import view
+    from .errors import ConfigError
+    from .listing import list_runs
+
+    if fmt not in ("table", "csv", "json"):
+        raise ConfigError(f"--format {fmt}: use table, csv or json")
+    df, warnings = list_runs(runs_dir, list(where or []), sort)
+    for w in warnings:
+        view.warning(w)
+    if fmt == "csv":
+        df.to_csv(sys.stdout, index=False, lineterminator="\n")
+    elif fmt == "json":
+        print(df.to_json(orient="records", force_ascii=False))
+    elif df.empty:
+        view.info(f"no runs in {runs_dir}")
+    else:
+        view.dataframe_table(df)
+
+
+@app.command()
+@_command
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="Sweep YAML: base config, grid and/or random samples.", show_default=False),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs trained at the same time, each in its own process."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the sweep directory is created."),
+):
+    """Train one run per sweep point, N at a time, then print the ranked table.
+
+    All runs go into one sweep directory (with sweep.yaml and results.csv). A failing run is
+    recorded and the others continue; Ctrl-C stops the workers cleanly (each checkpoints)
+    and keeps finished runs. Exit 0 if every run completed, 1 if any failed, 130 if interrupted.
+    """
+    import signal
+
+    from . import view
+    from .config import NAME_RE
+    from .errors import ConfigError, Interrupted, JobFailed
+    from .listing import list_runs
+    from .runs import atomic_write_text, create_run_dir
+    from .sweep import LocalProcessExecutor, Task, command, load_sweep, points, validate_points, worker_env
+
+    if jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    spec = load_sweep(sweep_file)
+    pts = points(spec)
+    validate_points(spec, pts)
+    name = spec.name or sweep_file.stem
+    if not NAME_RE.match(name):
+        raise ConfigError(f"{sweep_file}: name {name!r} is not valid: use letters, digits, '.', '_' and '-'")
+    sweep_dir = create_run_dir(runs_dir, name)
+    atomic_write_text(sweep_dir / "sweep.yaml", yaml_dump({"sweep": spec.model_dump(mode="json"), "points": pts}))
+    tasks = [Task(i, command(spec, p, sweep_dir, f"{name}-{i + 1:03d}"), p) for i, p in enumerate(pts)]
+    executor = LocalProcessExecutor(jobs, worker_env(jobs))
+    view.info(f"sweep {sweep_dir}: {len(tasks)} runs, {jobs} at a time")
+    failed, finished = [], [0]
+
+    def done(t):
+        finished[0] += 1
+        params = " ".join(f"{k}={json.dumps(v)}" for k, v in t.params.items())
+        if t.returncode == 0:
+            status = "completed"
+        else:
+            status = {1: "failed", 130: "interrupted"}.get(t.returncode, f"failed (exit {t.returncode})")
+            msg = (t.stderr.strip().splitlines() or [""])[-1]
+            if t.returncode != 130:
+                failed.append(t)
+            status += f": {msg}" if msg else ""
+        view.info(f"[{finished[0]}/{len(tasks)}] {params}: {status}")
+
+    def stop(signum, frame):
+        executor.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        executor.run(tasks, done)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    df, warnings = list_runs(sweep_dir)
+    metric = spec.metric
+    if metric is None:
+        metric = next((m for m in ("val_accuracy", "val_r2", "accuracy", "r2", "loss") if m in df.columns), None)
+    if metric is not None and metric in df.columns:
+        df, _ = list_runs(sweep_dir, sort=metric)
+    from .runs import write_csv
+
+    write_csv(sweep_dir / "results.csv", list(map(str, df.columns)), df.astype(object).where(df.notna(), "").values.tolist())
+    if not df.empty:
+        view.dataframe_table(df, title=f"sweep {name}: ranked by {metric}")
+    view.info(f"saved {sweep_dir / 'results.csv'}")
+    print(sweep_dir)
+    if executor.stopping:
+        raise Interrupted(f"sweep interrupted; finished runs are kept in {sweep_dir}")
+    if failed:
+        raise JobFailed(f"{len(failed)} of {len(tasks)} runs failed; see the table above")
+
+
+def yaml_dump(obj) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
+
+
 def main() -> None:
     try:
         app()

@@ -234,3 +234,24 @@ def eval_report(report: dict, saved: str) -> None:
             t.add_row(name, _fmt(m["mse"]), _fmt(m["rmse"]), _fmt(m["mae"]), _fmt(m["r2"]))
         out.print(t)
     info(f"saved {saved}")
+
+
+def dataframe_table(df, title: str = "") -> None:
+    """A pandas DataFrame as a rich table on stdout."""
+    from rich import box
+
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    t = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD)
+    for col in df.columns:
+        t.add_column(str(col), justify="right" if df[col].dtype.kind in "if" else "left", no_wrap=True)
+    for row in df.itertuples(index=False):
+        t.add_row(*[_cell(v) for v in row])
+    out.print(t)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else _fmt(v)
+    return str(v)

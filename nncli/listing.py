@@ -1,0 +1,119 @@
+"""``nncli runs``: one row per run directory, built with pandas.
+
+Each row: id, name, status, epochs, the config keys whose values differ between the
+listed runs, and the final train and validation metrics from summary.json. A run without
+summary.json is listed as ``incomplete``; a directory whose files cannot be read is
+skipped with a warning, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from .errors import ConfigError
+
+LOWER_IS_BETTER = ("loss", "seconds", "mse", "rmse", "mae")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, list) else v
+    return out
+
+
+def read_run(path: Path) -> dict:
+    """The listing row of one run directory; raises ValueError if it cannot be read."""
+    cfg_path = path / "config.yaml"
+    if not cfg_path.exists():
+        raise ValueError("no config.yaml (not a run directory)")
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"config.yaml unreadable ({type(e).__name__})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError("config.yaml is not a mapping")
+    row = {"id": path.name, "name": cfg.get("name"), "status": "incomplete", "epochs": None}
+    summary_path = path / "summary.json"
+    if summary_path.exists():
+        try:
+            s = json.loads(summary_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"summary.json unreadable ({type(e).__name__})") from None
+        row["status"] = s.get("status", "?")
+        row["epochs"] = s.get("epochs_run")
+        for k, v in (s.get("metrics") or {}).items():
+            if k != "rows":
+                row[k] = v
+        for k, v in (s.get("val_metrics") or {}).items():
+            if k != "rows":
+                row[f"val_{k}"] = v
+        row["seconds"] = s.get("train_seconds")
+    elif (path / "checkpoint.npz").exists():
+        row["status"] = "interrupted"
+    row["_config"] = _flatten(cfg)
+    return row
+
+
+def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Optional[str] = None):
+    """(DataFrame, warnings) of the runs under ``runs_dir``."""
+    import pandas as pd
+
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ConfigError(f"{runs_dir}: no such runs directory")
+    rows, warnings = [], []
+    for p in sorted(runs_dir.iterdir()):
+        if not p.is_dir() or p.name.startswith(".") or (p / "sweep.yaml").exists():
+            continue  # not a run: hidden, or a sweep directory (list it with nncli runs SWEEP_DIR)
+        try:
+            rows.append(read_run(p))
+        except (ValueError, OSError) as e:
+            warnings.append(f"skipped {p}: {e}")
+    configs = pd.DataFrame([r.pop("_config") for r in rows])
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df, warnings
+    conditions = []
+    for w in where or []:
+        key, sep, raw = w.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--where {w}: expected KEY=VALUE, e.g. --where train.lr=0.1")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        value = json.dumps(value) if isinstance(value, list) else value
+        if key in df.columns:
+            col = df[key]
+        elif key in configs.columns:
+            col = configs[key]
+        else:
+            valid = sorted(set(df.columns) | set(configs.columns))
+            from .errors import did_you_mean
+
+            raise ConfigError(f"--where {w}: unknown key '{key}'{did_you_mean(key, valid)}")
+        conditions.append(col.astype(str) == str(value))
+    if conditions:
+        mask = conditions[0]
+        for c in conditions[1:]:
+            mask &= c
+        df, configs = df[mask.to_numpy()], configs[mask.to_numpy()]
+    varying = [c for c in configs.columns if c != "name" and configs[c].astype(str).nunique(dropna=False) > 1]
+    metric_cols = [c for c in df.columns if c not in ("id", "name", "status", "epochs")]
+    out = pd.concat([df[["id", "name", "status", "epochs"]].reset_index(drop=True),
+                     configs[varying].reset_index(drop=True),
+                     df[metric_cols].reset_index(drop=True)], axis=1)
+    if sort:
+        if sort not in out.columns:
+            from .errors import did_you_mean
+
+            raise ConfigError(f"--sort {sort}: no such column{did_you_mean(sort, list(out.columns))} (columns: {', '.join(out.columns)})")
+        ascending = any(t in sort for t in LOWER_IS_BETTER)
+        out = out.sort_values(sort, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+    return out, warnings

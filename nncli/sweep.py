@@ -1,0 +1,201 @@
+"""``nncli sweep``: many training runs of one base config, N at a time.
+
+A sweep file::
+
+    base: configs/xor.yaml          # relative to the current directory
+    name: xor-lr                    # optional; default: the sweep file's stem
+    grid:                           # every combination
+      train.lr: [0.01, 0.1, 1.0]
+      model.layers: [[auto, 8, auto], [auto, 32, auto]]
+    random:                         # optional: `samples` draws per grid point
+      samples: 4
+      seed: 0
+      params:
+        train.l2: {log_uniform: [1.0e-6, 1.0e-2]}
+        model.activation: {choice: [tanh, relu]}
+        train.momentum: {uniform: [0.5, 0.99]}
+    metric: val_accuracy            # ranking column (default: val_ metric if any, else train)
+
+Every point is one ``nncli train BASE --set KEY=VALUE ...`` process, so a sweep run is
+exactly what a shell loop would produce. The executor is an interface: the local process
+pool is one backend; a cluster backend only needs to start commands and report exit codes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .config import _format_validation_error, load_config, read_yaml
+from .errors import ConfigError
+
+
+class _RandomSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    samples: int = Field(ge=1)
+    seed: int = 0
+    params: dict[str, dict[str, list[Any]]]
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base: str
+    name: Optional[str] = None
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    random: Optional[_RandomSpec] = None
+    metric: Optional[str] = None
+    plots: bool = False
+
+
+DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
+
+
+def load_sweep(path: Path | str) -> SweepSpec:
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with base, grid and/or random")
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, str(path)).replace("valid keys here: name, seed, data, model, loss, train", "valid keys: base, name, grid, random, metric, plots")) from None
+    if not spec.grid and spec.random is None:
+        raise ConfigError(f"{path}: give a grid and/or random samples")
+    for key, values in spec.grid.items():
+        if not values:
+            raise ConfigError(f"{path}: grid.{key}: needs at least one value")
+    if spec.random:
+        for key, dist in spec.random.params.items():
+            if len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
+                raise ConfigError(f"{path}: random.params.{key}: use one of {{uniform: [a, b]}}, {{log_uniform: [a, b]}}, {{choice: [...]}}")
+            kind, args = next(iter(dist.items()))
+            if kind != "choice" and (len(args) != 2 or not all(isinstance(a, (int, float)) for a in args)):
+                raise ConfigError(f"{path}: random.params.{key}.{kind}: needs two numbers [low, high]")
+            if kind == "log_uniform" and min(args) <= 0:
+                raise ConfigError(f"{path}: random.params.{key}.log_uniform: bounds must be positive")
+    return spec
+
+
+def points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The sweep's points: each grid combination, times ``random.samples`` random draws."""
+    keys = list(spec.grid)
+    grid = [dict(zip(keys, combo)) for combo in itertools.product(*(spec.grid[k] for k in keys))] or [{}]
+    if spec.random is None:
+        return grid
+    rng = np.random.default_rng(spec.random.seed)
+    out = []
+    for g in grid:
+        for _ in range(spec.random.samples):
+            p = dict(g)
+            for key, dist in spec.random.params.items():
+                kind, args = next(iter(dist.items()))
+                if kind == "uniform":
+                    p[key] = float(rng.uniform(args[0], args[1]))
+                elif kind == "log_uniform":
+                    p[key] = float(np.exp(rng.uniform(np.log(args[0]), np.log(args[1]))))
+                else:
+                    p[key] = args[int(rng.integers(len(args)))]
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------- executors
+
+
+@dataclass
+class Task:
+    index: int
+    argv: list[str]
+    params: dict
+    returncode: Optional[int] = None
+    stdout: str = ""
+    stderr: str = ""
+
+
+class Executor:
+    """Runs commands, at most ``jobs`` at a time; calls ``done(task)`` as each finishes."""
+
+    def run(self, tasks: Sequence[Task], done: Callable[[Task], None]) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Ask running tasks to stop (they checkpoint and exit 130)."""
+
+
+class LocalProcessExecutor(Executor):
+    def __init__(self, jobs: int, env: Optional[dict] = None):
+        self.jobs = max(1, jobs)
+        self.env = env
+        self.running: dict = {}
+        self.stopping = False
+
+    def run(self, tasks, done):
+        import signal
+        import tempfile
+
+        pending = list(tasks)
+        while pending or self.running:
+            while pending and len(self.running) < self.jobs and not self.stopping:
+                t = pending.pop(0)
+                out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+                proc = subprocess.Popen(t.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=self.env)
+                self.running[proc] = (t, out, err)
+            if self.stopping and pending:
+                pending.clear()
+            for proc in list(self.running):
+                if proc.poll() is None:
+                    continue
+                t, out, err = self.running.pop(proc)
+                out.seek(0)
+                err.seek(0)
+                t.returncode, t.stdout, t.stderr = proc.returncode, out.read(), err.read()
+                out.close()
+                err.close()
+                done(t)
+            time.sleep(0.02)
+
+    def stop(self):
+        import signal
+
+        self.stopping = True
+        for proc in self.running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+
+
+def worker_env(jobs: int) -> dict:
+    """Each worker gets an equal share of the cores for BLAS, unless the user chose already."""
+    env = dict(os.environ)
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, threads)
+    return env
+
+
+def command(spec: SweepSpec, params: dict, sweep_dir: Path, name: str) -> list[str]:
+    argv = [sys.executable, "-m", "nncli", "train", spec.base, "--runs-dir", str(sweep_dir), "--name", name, "--quiet", "--json"]
+    if not spec.plots:
+        argv.append("--no-plots")
+    for key, value in params.items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]
+    return argv
+
+
+def validate_points(spec: SweepSpec, pts: list[dict]) -> None:
+    """Every point's config is validated before any run starts."""
+    for i, p in enumerate(pts):
+        overrides = [f"{k}={json.dumps(v)}" for k, v in p.items()]
+        try:
+            load_config(spec.base, overrides)
+        except ConfigError as e:
+            raise ConfigError(f"sweep point {i + 1} ({', '.join(overrides)}): {e}") from None
