@@ -239,7 +239,8 @@ class Config(_Section):
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    errs = err.errors()
+    # an unknown key first: a misspelled key also makes its correct spelling "missing"
+    errs = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
     e = errs[0]
     loc = [str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "list", "bool", "literal['auto']", "literal['full']")))]
     path = ".".join(loc)
