@@ -28,6 +28,7 @@ from .errors import DataError, did_you_mean
 
 MISSING = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A"]
 MAX_CATEGORIES = 1000
+BOOL_WORDS = {"True": 1.0, "TRUE": 1.0, "true": 1.0, "False": 0.0, "FALSE": 0.0, "false": 0.0}
 
 
 def _pd():
@@ -117,6 +118,8 @@ def _numeric_column(s, source: str, column: str, row_offset: int = 0) -> np.ndar
     if pd.api.types.is_bool_dtype(s):
         return s.to_numpy(dtype=np.float64)
     if not pd.api.types.is_numeric_dtype(s):
+        # the boolean words pandas reads as True/False count as 1/0, as they do at training
+        s = s.replace(BOOL_WORDS) if s.isin(list(BOOL_WORDS)).any() else s
         num = pd.to_numeric(s, errors="coerce")
         bad = num.isna() & s.notna()
         if bad.any():
@@ -240,7 +243,10 @@ class Preprocessor:
             if clash:
                 raise DataError(f"data.features: {clash[0]!r} is also a target column; a column cannot be both")
         else:
-            features = [c for c in columns if c not in targets and c not in data_cfg.exclude]
+            # a column with an empty header (pandas names it "Unnamed: N") is a saved row
+            # index, not a feature: it is left out unless data.features names it
+            features = [c for c in columns if c not in targets and c not in data_cfg.exclude
+                        and not str(c).startswith("Unnamed: ")]
         for key, names in (("data.exclude", data_cfg.exclude), ("data.categorical", data_cfg.categorical)):
             bad = [c for c in names if c not in columns]
             if bad:

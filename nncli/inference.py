@@ -197,6 +197,8 @@ def predict(run: Run, input_path: str, output_path: str = "-", proba: bool = Tru
             )
             try:
                 for i, chunk in enumerate(reader):
+                    if len(chunk) == 0:
+                        continue
                     offset = i * chunk_rows
                     feats = chunk[prep.features].where(~chunk[prep.features].isin(MISSING))
                     X = prep.encode_features(feats, source, row_offset=offset)
@@ -211,7 +213,9 @@ def predict(run: Run, input_path: str, output_path: str = "-", proba: bool = Tru
                         if proba:
                             for j, c in enumerate(prep.classes):
                                 res[f"proba_{c}"] = P[:, j]
-                    res.to_csv(out, header=(i == 0), index=False, lineterminator="\n")
+                    if written == 0:  # the input's own header, exactly as written (pandas renames empty names)
+                        csv.writer(out, lineterminator="\n").writerow(header + new_cols)
+                    res.to_csv(out, header=False, index=False, lineterminator="\n")
                     written += len(chunk)
             except UnicodeDecodeError:
                 raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
