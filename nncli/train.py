@@ -50,6 +50,12 @@ def evaluate(model: MLP, split: Split, loss_name: str, task: str, chunk: int = 4
     """(mean loss, accuracy or mean R²) of ``model`` on a whole split."""
     loss = LOSSES[loss_name]
     n = split.n
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _evaluate(model, split, loss, task, chunk)
+
+
+def _evaluate(model, split, loss, task, chunk):
+    n = split.n
     total = 0.0
     ws: Optional[Workspace] = None
     A_all = np.empty((n, model.sizes[-1]), model.dtype)
@@ -123,35 +129,37 @@ class Trainer:
                 self._order = self.rng.permutation(n) if (t.shuffle and not full_batch) else None
                 self._sums = [0.0, 0, np.zeros(Y.shape[1]) if regression else 0.0]  # loss*n, hits, ss_res
             order, sums = self._order, self._sums
-            while self._pos < n:
-                s = self._pos
-                if full_batch:
-                    xb, yb, w = X, Y, ws
-                else:
-                    m = min(bs, n - s)
-                    if order is None:
-                        xb, yb = X[s : s + m], Y[s : s + m]
+            # overflow on the way to divergence is detected below, not warned about
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                while self._pos < n:
+                    s = self._pos
+                    if full_batch:
+                        xb, yb, w = X, Y, ws
                     else:
-                        idx = order[s : s + m]
-                        xb, yb = Xb[:m], Yb[:m]
-                        np.take(X, idx, axis=0, out=xb)
-                        np.take(Y, idx, axis=0, out=yb)
-                    w = ws.view(m)
-                A = model.forward(xb, w)
-                E = loss.value(yb, A, w.Z[-1], model.output)
-                if not np.isfinite(E):
-                    return self._diverged(snapshot, f"the training loss became {E} in epoch {self.epoch + 1}", start)
-                sums[0] += E * xb.shape[0]
-                if regression:
-                    sums[2] = sums[2] + np.sum((A.astype(np.float64) - yb) ** 2, axis=0)
-                else:
-                    sums[1] += int(np.count_nonzero(predicted_codes(A, task) == true_codes(yb, task)))
-                model.backward(xb, yb, w, loss, t.l2)
-                self.optimizer.step(grads)
-                self._pos = s + xb.shape[0]
-                if self.stop_requested and self._pos < n:
-                    # interrupted inside an epoch: its position is kept for the checkpoint
-                    return self._interrupted(start)
+                        m = min(bs, n - s)
+                        if order is None:
+                            xb, yb = X[s : s + m], Y[s : s + m]
+                        else:
+                            idx = order[s : s + m]
+                            xb, yb = Xb[:m], Yb[:m]
+                            np.take(X, idx, axis=0, out=xb)
+                            np.take(Y, idx, axis=0, out=yb)
+                        w = ws.view(m)
+                    A = model.forward(xb, w)
+                    E = loss.value(yb, A, w.Z[-1], model.output)
+                    if not np.isfinite(E):
+                        return self._diverged(snapshot, f"the training loss became {E} in epoch {self.epoch + 1}", start)
+                    sums[0] += E * xb.shape[0]
+                    if regression:
+                        sums[2] = sums[2] + np.sum((A.astype(np.float64) - yb) ** 2, axis=0)
+                    else:
+                        sums[1] += int(np.count_nonzero(predicted_codes(A, task) == true_codes(yb, task)))
+                    model.backward(xb, yb, w, loss, t.l2)
+                    self.optimizer.step(grads)
+                    self._pos = s + xb.shape[0]
+                    if self.stop_requested and self._pos < n:
+                        # interrupted inside an epoch: its position is kept for the checkpoint
+                        return self._interrupted(start)
             if not all(np.isfinite(p).all() for _, p in model.params()):
                 return self._diverged(snapshot, f"the weights became non-finite in epoch {self.epoch + 1}", start)
             self.epoch += 1

@@ -50,7 +50,7 @@ def _fmt(x: Optional[float]) -> str:
         return "-"
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
-    return f"{x:.4f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.3e}"
+    return f"{x:.4f}" if 1e-3 <= abs(x) < 1e5 or x == 0 else f"{x:.3e}"
 
 
 def _elapsed(s: float) -> str:

@@ -27,6 +27,19 @@ XOR_YAML = REPO / "configs" / "xor.yaml"
 _TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "PY_COLORS")
 
 
+def _train_options() -> set:
+    import inspect
+
+    import nncli.cli
+
+    return set(inspect.signature(nncli.cli.train).parameters)
+
+
+# Drawing loss.png / decision_boundary.png costs seconds of matplotlib per run; runs that
+# do not look at pictures skip them when the CLI offers --no-plots.
+NO_PLOTS = ["--no-plots"] if "no_plots" in _train_options() else []
+
+
 def cli_env(extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in _TERMINAL_ENV}
     env.pop("NO_COLOR", None)  # do not hide escape codes that would otherwise be written
@@ -49,13 +62,105 @@ def run_cli(*args, cwd, timeout: float = 120, env: dict | None = None) -> subpro
     )
 
 
-def xor_yaml(*subs: tuple[str, str]) -> str:
-    """configs/xor.yaml with each (old, new) substitution applied exactly once."""
+def run_cli_forked(*args, cwd, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the nncli CLI in a forked child of the test process, like ``python -m nncli``.
+
+    Starting ``python -m nncli`` costs about a second of imports (numpy, pandas, pydantic,
+    typer); the many rejected-config cases would make the suite slow. The child is a real
+    process with its own cwd, stdin from /dev/null and stdout/stderr redirected at the file
+    descriptor level to files (so nothing looks like a terminal); an uncaught exception
+    prints its traceback on stderr and exits 1, as the interpreter would. ``nncli.view``
+    (which creates the rich console) is imported afresh in the child.
+    Falls back to :func:`run_cli` where fork is unavailable.
+    """
+    if not hasattr(os, "fork"):
+        return run_cli(*args, cwd=cwd, timeout=timeout)
+    import tempfile
+    import time
+    import traceback
+
+    import nncli
+    import nncli.cli
+    import nncli.config  # noqa: F401  (pre-import the heavy modules once, in the parent)
+    import nncli.job  # noqa: F401
+    import pandas  # noqa: F401
+    import rich.console  # noqa: F401
+    import rich.live  # noqa: F401
+    import rich.table  # noqa: F401
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # ---------------------------------------------------------- child
+            code = 1
+            try:
+                os.chdir(str(cwd))
+                fd = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(fd, 0)
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdin = open(0, closefd=False)
+                sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+                sys.stderr = open(2, "w", encoding="utf-8", closefd=False, buffering=1)
+                for k in _TERMINAL_ENV + ("NO_COLOR",):
+                    os.environ.pop(k, None)
+                sys.modules.pop("nncli.view", None)
+                if hasattr(nncli, "view"):
+                    delattr(nncli, "view")
+                sys.argv = ["nncli", *map(str, args)]
+                try:
+                    nncli.cli.main()
+                    code = 0
+                except SystemExit as e:
+                    if e.code is None:
+                        code = 0
+                    elif isinstance(e.code, int):
+                        code = e.code
+                    else:
+                        print(e.code, file=sys.stderr)
+                        code = 1
+                except BaseException:
+                    traceback.print_exc()
+                    code = 1
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        # ------------------------------------------------------------------------- parent
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise subprocess.TimeoutExpired(["nncli", *map(str, args)], timeout)
+            time.sleep(0.005)
+        rc = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(
+            ["nncli", *map(str, args)], rc, out.read().decode("utf-8"), err.read().decode("utf-8")
+        )
+
+
+def xor_yaml(*subs: tuple[str, str], drop: tuple[str, ...] = ()) -> str:
+    """configs/xor.yaml with each (old, new) substitution applied exactly once, and the
+    lines starting with each prefix in ``drop`` removed (each must match one line)."""
     text = XOR_YAML.read_text(encoding="utf-8")
     for old, new in subs:
         assert text.count(old) == 1, f"test setup: {old!r} occurs {text.count(old)} times in xor.yaml"
         text = text.replace(old, new)
-    return text
+    lines = text.splitlines(keepends=True)
+    for prefix in drop:
+        hits = [ln for ln in lines if ln.startswith(prefix)]
+        assert len(hits) == 1, f"test setup: {prefix!r} starts {len(hits)} lines of xor.yaml"
+        lines.remove(hits[0])
+    return "".join(lines)
 
 
 def setup_workdir(path: Path) -> Path:

@@ -1,0 +1,285 @@
+"""The experiment config: loading, defaults, --set overrides, and every rejected config.
+
+Rejected configs go through the real CLI in a subprocess: exit code 2, exactly one line on
+stderr naming the key (with a "did you mean" for names), no traceback, nothing written.
+The subprocesses of this module are started together, a few at a time, to keep the suite
+fast; each test then checks the result of its own run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import NO_PLOTS, XOR_YAML, run_cli, run_cli_forked, run_dirs, setup_workdir, xor_yaml
+from nncli.config import Config, apply_overrides, config_from_dict, dump_config, load_config, parse_override
+from nncli.errors import ConfigError
+
+# ----------------------------------------------------------------------------- in-process loading
+
+
+def test_load_xor_config_and_defaults(workdir):
+    cfg = load_config(workdir / "configs" / "xor.yaml")
+    assert isinstance(cfg, Config)
+    assert cfg.name == "xor" and cfg.seed == 0
+    assert cfg.data.train == "datasets/xor.csv" and cfg.data.target == "y"
+    assert cfg.model.layers == [2, 4, 1]
+    assert cfg.model.activation == "tanh" and cfg.output == "sigmoid"
+    assert cfg.loss == "bce"
+    t = cfg.train
+    assert (t.optimizer, t.lr, t.epochs, t.batch_size) == ("sgd", 0.5, 2000, 4)
+    # README defaults
+    assert t.shuffle is True and t.l2 == 0 and t.dtype == "float32"
+    assert t.momentum == 0.9 and t.beta1 == 0.9 and t.beta2 == 0.999 and t.eps == 1e-8
+    assert cfg.model.init == "xavier" and cfg.data.standardize is True
+    assert cfg.data.exclude == [] and cfg.data.categorical == []
+
+
+def test_output_defaults_follow_the_loss(tmp_path):
+    for loss, out in (("bce", "sigmoid"), ("cross_entropy", "softmax"), ("mse", "identity")):
+        p = tmp_path / f"{loss}.yaml"
+        p.write_text(xor_yaml(("loss: bce", f"loss: {loss}"), drop=("  output:",)))
+        assert load_config(p).output == out
+
+
+def test_name_defaults_to_file_stem(tmp_path):
+    p = tmp_path / "my-experiment.yaml"
+    p.write_text(xor_yaml(drop=("name:",)))
+    assert load_config(p).name == "my-experiment"
+
+
+def test_default_batch_size_and_activation(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(xor_yaml(drop=("  batch_size:", "  activation:")))
+    cfg = load_config(p)
+    assert cfg.train.batch_size == 32 and cfg.model.activation == "tanh"
+
+
+def test_lr_in_exponent_notation_is_a_float(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(xor_yaml(("lr: 0.5", "lr: 1e-3")))
+    assert yaml.safe_load(p.read_text())["train"]["lr"] == "1e-3"  # YAML 1.1 reads a string
+    cfg = load_config(p)
+    assert isinstance(cfg.train.lr, float) and cfg.train.lr == 0.001
+    assert yaml.safe_load(dump_config(cfg))["train"]["lr"] == 0.001
+
+
+def test_overrides_are_read_as_yaml(tmp_path):
+    cfg = load_config(XOR_YAML, ["train.lr=0.1", "model.layers=[2, 8, 8, 1]", "train.batch_size=full",
+                                 "model.activation=[relu, sigmoid]", "train.epochs=7", "seed=5",
+                                 "data.val_split=0.25", "train.optimizer=adam"])
+    assert cfg.train.lr == 0.1
+    assert cfg.model.layers == [2, 8, 8, 1]
+    assert cfg.train.batch_size == "full"
+    assert cfg.model.hidden_activations == ["relu", "sigmoid"]
+    assert cfg.train.epochs == 7 and cfg.seed == 5
+    assert cfg.data.val_split == 0.25 and cfg.train.optimizer == "adam"
+
+
+def test_override_creates_missing_section():
+    cfg = load_config(XOR_YAML, ["data.val_split=0.5", "train.early_stopping.patience=3"])
+    assert cfg.train.early_stopping is not None and cfg.train.early_stopping.patience == 3
+    assert cfg.train.early_stopping.min_delta == 0
+
+
+def test_override_lr_exponent_string():
+    assert load_config(XOR_YAML, ["train.lr=1e-3"]).train.lr == 0.001
+
+
+def test_every_float_key_accepts_exponent_notation():
+    cfg = load_config(XOR_YAML, ["train.l2=1e-4", "train.eps=1e-6", "train.momentum=9e-1",
+                                 "train.beta2=9.99e-1", "data.val_split=2.5e-1"])
+    assert (cfg.train.l2, cfg.train.eps, cfg.train.momentum, cfg.train.beta2, cfg.data.val_split) == (
+        1e-4, 1e-6, 0.9, 0.999, 0.25)
+
+
+def test_last_override_wins():
+    assert load_config(XOR_YAML, ["train.lr=0.1", "train.lr=0.2"]).train.lr == 0.2
+
+
+@pytest.mark.parametrize("text", ["train.lr", "=0.1", "train..lr=1", ".lr=1"])
+def test_parse_override_rejects_malformed(text):
+    with pytest.raises(ConfigError) as e:
+        parse_override(text)
+    assert "\n" not in str(e.value)
+
+
+def test_parse_override_values():
+    assert parse_override("train.lr=0.1") == (["train", "lr"], 0.1)
+    assert parse_override("model.layers=[2, 3, 1]") == (["model", "layers"], [2, 3, 1])
+    assert parse_override("train.shuffle=false") == (["train", "shuffle"], False)
+    assert parse_override("name=a=b") == (["name"], "a=b")
+
+
+def test_override_into_a_scalar_is_rejected():
+    raw = yaml.safe_load(XOR_YAML.read_text())
+    with pytest.raises(ConfigError):
+        apply_overrides(raw, ["loss.x=1"])
+
+
+def test_dump_config_round_trips():
+    cfg = load_config(XOR_YAML, ["train.lr=1e-3", "model.activation=[sigmoid]"])
+    text = dump_config(cfg)
+    again = config_from_dict(yaml.safe_load(text), "dumped")
+    assert again.to_dict() == cfg.to_dict()
+    assert "layers: [2, 4, 1]" in text
+
+
+def test_step_hidden_warns_in_config():
+    cfg = load_config(XOR_YAML, ["model.activation=step"])
+    ws = cfg.warnings()
+    assert len(ws) == 1 and "step" in ws[0] and "derivative 0" in ws[0]
+    assert load_config(XOR_YAML).warnings() == []
+
+
+def test_every_config_error_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(xor_yaml(("  lr: 0.5", "  lrr: 0.5")))
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    msg = str(e.value)
+    assert "\n" not in msg and "train.lrr" in msg and "bad.yaml" in msg
+
+
+# ----------------------------------------------------------------------------- through the CLI
+
+VALID_ACTIVATIONS = ["identity", "step", "sigmoid", "tanh", "relu", "leaky_relu"]
+
+# id: (substitutions in xor.yaml, extra CLI args, regexes the one-line message must match)
+REJECTED = {
+    "misspelled_key": ([("  lr: 0.5", "  lrr: 0.5")], [], [r"c\.yaml", r"train\.lrr", r"did you mean 'lr'"]),
+    "misspelled_top_key": ([("seed: 0", "sed: 0")], [], [r"\bsed\b", r"did you mean 'seed'"]),
+    "misspelled_section_key": ([("  layers: [2, 4, 1]", "  layer: [2, 4, 1]")], [],
+                               [r"model\.layer\b", r"did you mean 'layers'"]),
+    "unknown_activation": ([("activation: tanh", "activation: tahn")], [],
+                           [r"model\.activation", r"tahn", r"did you mean 'tanh'"] + [rf"\b{a}\b" for a in VALID_ACTIVATIONS]),
+    "unknown_loss": ([("loss: bce", "loss: bcee")], [], [r"\bloss\b", r"bcee", r"did you mean 'bce'", r"cross_entropy", r"\bmse\b"]),
+    "unknown_optimizer": ([("optimizer: sgd", "optimizer: adamm")], [],
+                          [r"train\.optimizer", r"adamm", r"did you mean 'adam'", r"\bsgd\b", r"momentum"]),
+    "unknown_output": ([("output: sigmoid", "output: sigmod")], [], [r"model\.output", r"did you mean 'sigmoid'"]),
+    "wrong_type_epochs": ([("epochs: 2000", "epochs: many")], [], [r"train\.epochs", r"many"]),
+    "negative_lr": ([("lr: 0.5", "lr: -0.1")], [], [r"train\.lr", r"-0\.1"]),
+    "zero_epochs": ([("epochs: 2000", "epochs: 0")], [], [r"train\.epochs"]),
+    "batch_size_zero": ([("batch_size: 4 ", "batch_size: 0 ")], [], [r"train\.batch_size"]),
+    "val_split_too_big": ([("  target: y ", "  val_split: 1.5\n  target: y ")], [], [r"data\.val_split", r"1\.5"]),
+    "layers_with_zero": ([("[2, 4, 1]", "[2, 0, 1]")], [], [r"model\.layers"]),
+    "layers_empty": ([("[2, 4, 1]", "[]")], [], [r"model\.layers"]),
+    "output_invalid_for_loss": ([("output: sigmoid", "output: relu")], [], [r"\brelu\b", r"\bbce\b", r"sigmoid"]),
+    "activation_list_length": ([("activation: tanh", "activation: [tanh, tanh]")], [], [r"model\.activation", r"\b2\b", r"\b1\b"]),
+    "missing_data_file": ([("datasets/xor.csv", "datasets/nope.csv")], [], [r"data\.train", r"datasets/nope\.csv", r"not found|no such|missing"]),
+    "missing_target_column": ([("target: y ", "target: label ")], [], [r"'label'|\blabel\b", r"x1"]),
+    "layers_disagree_with_data": ([("[2, 4, 1]", "[3, 4, 1]")], [], [r"model\.layers", r"data (gives|needs|has|provides) 2\b"]),
+    "outputs_disagree_with_data": ([("[2, 4, 1]", "[2, 4, 2]")], [], [r"model\.layers", r"\b1\b"]),
+    "missing_required_key": ([("loss: bce\n", "")], [], [r"\bloss\b", r"missing|required"]),
+    "yaml_syntax_error": ([("  lr: 0.5", "  lr: [0.5")], [], [r"c\.yaml", r"line \d+"]),
+    "python_tag": ([("name: xor", 'name: !!python/object/apply:os.system ["touch PWNED"]')], [], [r"c\.yaml", r"python|tag|unsafe|refused"]),
+    "run_name_escapes": ([], ["--name", "../x"], [r"\.\./x", r"name"]),
+    "set_without_equals": ([], ["--set", "train.lr"], [r"train\.lr", r"="]),
+    "set_unknown_key": ([], ["--set", "train.lrr=0.1"], [r"train\.lrr", r"did you mean 'lr'"]),
+    "early_stopping_without_val": ([], ["--set", "train.early_stopping.patience=3"], [r"early_stopping", r"val"]),
+}
+
+ACCEPTED = {
+    "lr_exponent_in_file": ([("lr: 0.5", "lr: 1e-3")], ["--set", "train.epochs=3", *NO_PLOTS]),
+    "lr_exponent_in_set": ([], ["--set", "train.lr=1e-3", "--set", "train.epochs=3", *NO_PLOTS]),
+    "step_hidden": ([("activation: tanh", "activation: step")], ["--set", "train.epochs=3", *NO_PLOTS]),
+}
+
+
+# these also go through a real `python -m nncli` subprocess, as a check on the forked runner
+SUBPROCESS_CASES = ["python_tag", "yaml_syntax_error", "missing_data_file"]
+
+
+def _run_case(base: Path, case: str, subs, args, runner):
+    d = setup_workdir(base / case)
+    (d / "configs" / "c.yaml").write_text(xor_yaml(*subs), encoding="utf-8")
+    return d, runner("train", "configs/c.yaml", *args, cwd=d)
+
+
+@pytest.fixture(scope="module")
+def cli_results(tmp_path_factory):
+    """Every case of REJECTED and ACCEPTED, each in its own work directory (forked runner)."""
+    base = tmp_path_factory.mktemp("cli_cases")
+    cases = {k: v[:2] for k, v in REJECTED.items()}
+    cases.update(ACCEPTED)
+    return {k: _run_case(base, k, subs, args, run_cli_forked) for k, (subs, args) in cases.items()}
+
+
+@pytest.fixture(scope="module")
+def subprocess_results(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli_subprocess_cases")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {k: pool.submit(_run_case, base, k, *REJECTED[k][:2], run_cli) for k in SUBPROCESS_CASES}
+        return {k: f.result() for k, f in futures.items()}
+
+
+def check_rejected(case, d, r):
+    patterns = REJECTED[case][2]
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert r.stdout == ""
+    msg = lines[0]
+    for pat in patterns:
+        assert re.search(pat, msg, flags=re.IGNORECASE), f"{pat!r} not in {msg!r}"
+    assert run_dirs(d) == [], "a rejected config must not create a run directory"
+    assert not (d / "PWNED").exists()
+
+
+@pytest.mark.parametrize("case", sorted(REJECTED))
+def test_rejected_config(cli_results, case):
+    check_rejected(case, *cli_results[case])
+
+
+@pytest.mark.parametrize("case", SUBPROCESS_CASES)
+def test_rejected_config_subprocess(subprocess_results, case):
+    check_rejected(case, *subprocess_results[case])
+
+
+@pytest.mark.parametrize("case", SUBPROCESS_CASES)
+def test_forked_runner_agrees_with_subprocess(cli_results, subprocess_results, case):
+    (_, a), (_, b) = cli_results[case], subprocess_results[case]
+    assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
+
+
+@pytest.mark.parametrize("results", ["cli_results", "subprocess_results"])
+def test_python_tag_runs_no_code(request, results):
+    d, r = request.getfixturevalue(results)["python_tag"]
+    assert r.returncode == 2
+    assert not (d / "PWNED").exists()
+    assert not (d / "configs" / "PWNED").exists()
+
+
+def test_unknown_activation_suggests_one_name(cli_results):
+    # the message for an unknown activation lists the choices as well as the suggestion
+    msg = cli_results["unknown_activation"][1].stderr
+    assert msg.count("did you mean") == 1
+
+
+@pytest.mark.parametrize("case", ["lr_exponent_in_file", "lr_exponent_in_set"])
+def test_lr_exponent_is_accepted_and_saved_as_float(cli_results, case):
+    d, r = cli_results[case]
+    assert r.returncode == 0, r.stderr
+    run = Path(d, r.stdout.strip())
+    assert run.is_dir() and run_dirs(d) == [run]
+    saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    assert isinstance(saved["train"]["lr"], float) and saved["train"]["lr"] == 0.001
+    assert saved["train"]["epochs"] == 3
+
+
+def test_step_hidden_trains_with_a_warning(cli_results):
+    d, r = cli_results["step_hidden"]
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    warn = [line for line in r.stderr.splitlines() if "warning" in line.lower()]
+    assert len(warn) == 1, r.stderr
+    assert "step" in warn[0]
+    assert re.search(r"derivative (is )?(0|zero)|zero (derivative|gradient)", warn[0], re.IGNORECASE), warn[0]
+    summary = json.loads((Path(d, r.stdout.strip()) / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_run"] == 3

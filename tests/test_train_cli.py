@@ -1,0 +1,476 @@
+"""`nncli train` end to end, through `python -m nncli` in a subprocess with a temporary cwd.
+
+The runs this module needs are started together (two or three at a time) by module-scoped
+fixtures; each test then inspects the run it cares about.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import nncli
+from conftest import BLOBS_YAML, NO_PLOTS, run_cli, run_cli_forked, run_dirs, setup_workdir, write_blobs_csv
+
+RUN_DIR_RE = re.compile(r"^runs/\d{8}-\d{6}-xor-[0-9a-f]{4}$")
+
+THREE_CLASS_YAML = """\
+name: three
+seed: 1
+data:
+  train: datasets/three.csv
+  target: colour
+model:
+  layers: [auto, 5, auto]
+  activation: sigmoid
+loss: cross_entropy
+train:
+  optimizer: adam
+  lr: 0.05
+  epochs: 4
+  batch_size: full
+"""
+
+
+def write_three_class_csv(path: Path) -> Path:
+    rng = np.random.default_rng(4)
+    lines = ["x1,x2,colour"]
+    for label, c in (("red", (0, 3)), ("green", (3, 0)), ("blue", (-3, -3))):
+        for x, y in rng.normal(c, 0.4, size=(10, 2)):
+            lines.append(f"{x:.5f},{y:.5f},{label}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def read_metrics(run: Path):
+    with open(run / "metrics.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def s(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# ----------------------------------------------------------------------------- the runs
+
+
+def _job(base: Path, key: str, args, setup=None):
+    d = setup_workdir(base / key)
+    if setup:
+        setup(d)
+    return d, run_cli("train", *args, cwd=d)
+
+
+def _blobs(d):
+    write_blobs_csv(d / "datasets" / "blobs.csv")
+    (d / "configs" / "blobs.yaml").write_text(BLOBS_YAML, encoding="utf-8")
+
+
+def _three(d):
+    write_three_class_csv(d / "datasets" / "three.csv")
+    (d / "configs" / "three.yaml").write_text(THREE_CLASS_YAML, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    jobs = {
+        # the README's main job, exactly as documented
+        "xor": (["configs/xor.yaml"], None),
+        "xor_again": (["configs/xor.yaml", *NO_PLOTS], None),
+        "json": (["configs/xor.yaml", "--json", "--set", "train.epochs=5", *NO_PLOTS], None),
+        "quiet_named": (["configs/xor.yaml", "--quiet", "--name", "foo", "--set", "train.epochs=5", *NO_PLOTS], None),
+        "val": (["configs/blobs.yaml", "--set", "data.val_split=0.25", *NO_PLOTS], _blobs),
+        "three": (["configs/three.yaml", *NO_PLOTS], _three),
+    }
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {k: pool.submit(_job, base, k, args, setup) for k, (args, setup) in jobs.items()}
+        results = {k: f.result() for k, f in futures.items()}
+    # reproduce the first run from its own saved config (into another runs dir, so that the
+    # first work directory keeps exactly one run)
+    d, r = results["xor"]
+    assert r.returncode == 0, r.stderr
+    saved = r.stdout.strip() + "/config.yaml"
+    results["reproduce"] = (d, run_cli("train", saved, "-q", "--runs-dir", "reproduced", *NO_PLOTS, cwd=d))
+    return results
+
+
+@pytest.fixture(scope="module")
+def xor(runs):
+    d, r = runs["xor"]
+    assert r.returncode == 0, r.stderr
+    return d, r, d / r.stdout.strip()
+
+
+# ----------------------------------------------------------------------------- the main xor run
+
+
+def test_xor_exit_code_and_stdout_is_the_run_dir(xor):
+    d, r, run = xor
+    assert r.returncode == 0
+    assert r.stdout.endswith("\n") and r.stdout.count("\n") == 1, repr(r.stdout)
+    assert RUN_DIR_RE.match(r.stdout.strip()), r.stdout
+    assert run.is_dir()
+    assert run_dirs(d) == [run]
+
+
+def test_xor_run_dir_files(xor):
+    _, _, run = xor
+    for f in ("config.yaml", "metrics.csv", "model.npz", "preprocess.json", "summary.json"):
+        assert (run / f).is_file(), f
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_xor_metrics_csv(xor):
+    _, _, run = xor
+    header, rows = read_metrics(run)
+    assert header == ["epoch", "loss", "accuracy"]
+    assert len(rows) == 2000
+    assert [int(r[0]) for r in rows] == list(range(1, 2001))
+    losses = [float(r[1]) for r in rows]
+    acc = [float(r[2]) for r in rows]
+    assert all(math.isfinite(x) and x >= 0 for x in losses)
+    assert all(a in (0.0, 0.25, 0.5, 0.75, 1.0) for a in acc)  # 4 rows: accuracy in quarters
+    assert losses[-1] < 0.05 < losses[0]
+    assert acc[-1] == 1.0
+
+
+def test_xor_summary(xor):
+    _, _, run = xor
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "completed"
+    assert summary["epochs_run"] == 2000
+    assert summary["seed"] == 0
+    assert summary["metrics"]["accuracy"] == 1.0
+    assert summary["metrics"]["loss"] < 0.05
+    assert summary["versions"]["nncli"] == nncli.__version__
+    assert summary["versions"]["numpy"] == np.__version__
+    assert summary["train_seconds"] >= 0
+
+
+def test_xor_stderr_is_plain_and_about_20_progress_lines(xor):
+    _, r, run = xor
+    assert "\x1b" not in r.stderr
+    assert "Traceback" not in r.stderr
+    progress = [ln for ln in r.stderr.splitlines() if re.match(r"^epoch\s+\d+/2000\b", ln)]
+    assert 15 <= len(progress) <= 25, r.stderr
+    assert len(r.stderr.splitlines()) < 40
+    assert re.match(r"^epoch\s+2000/2000\b", progress[-1])
+    # each progress line agrees with metrics.csv for its epoch
+    _, rows = read_metrics(run)
+    for ln in progress:
+        m = re.match(r"^epoch\s+(\d+)/2000\s+loss\s+([0-9.e+-]+)\s+accuracy\s+([0-9.]+)", ln)
+        assert m, ln
+        ep, loss, acc = int(m.group(1)), float(m.group(2)), float(m.group(3))
+        row = rows[ep - 1]
+        assert math.isclose(loss, float(row[1]), rel_tol=5e-3, abs_tol=5e-5), (ln, row)
+        assert math.isclose(acc, float(row[2]), abs_tol=5e-5), (ln, row)
+
+
+def test_xor_saved_config_is_resolved(xor):
+    _, _, run = xor
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    assert cfg["name"] == "xor" and cfg["seed"] == 0 and cfg["loss"] == "bce"
+    assert cfg["model"]["layers"] == [2, 4, 1]
+    assert cfg["model"]["output"] == "sigmoid"
+    assert cfg["train"]["lr"] == 0.5 and cfg["train"]["epochs"] == 2000 and cfg["train"]["batch_size"] == 4
+    # every default written out
+    for key in ("optimizer", "shuffle", "l2", "dtype", "momentum", "beta1", "beta2", "eps"):
+        assert key in cfg["train"], key
+    for key in ("activation", "init"):
+        assert key in cfg["model"], key
+
+
+def test_xor_preprocess_json(xor):
+    _, _, run = xor
+    meta = json.loads((run / "preprocess.json").read_text(encoding="utf-8"))
+    assert meta["features"] == ["x1", "x2"]
+    assert meta["targets"] == ["y"]
+    assert meta["task"] == "binary"
+    assert [str(c) for c in meta["classes"]] == ["0", "1"]
+
+
+def test_xor_model_npz_w_ij_shapes(xor):
+    _, _, run = xor
+    with np.load(run / "model.npz", allow_pickle=False) as z:
+        assert z["W1"].shape == (4, 2)  # (n_out, n_in)
+        assert z["W2"].shape == (1, 4)
+        assert z["b1"].shape == (4,)
+        assert z["b2"].shape == (1,)
+        assert "W3" not in z.files
+        for k in ("x_mean", "x_std", "classes"):
+            assert k in z.files
+        np.testing.assert_allclose(z["x_mean"], [0.5, 0.5])
+        assert np.all(z["x_std"] > 0)
+        assert [str(c) for c in z["classes"]] == ["0", "1"]
+
+
+def test_xor_forward_by_hand_from_saved_arrays(xor):
+    d, _, run = xor
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    with np.load(run / "model.npz", allow_pickle=False) as z:
+        arr = {k: z[k].astype(np.float64) for k in ("W1", "b1", "W2", "b2", "x_mean", "x_std")}
+    data = np.loadtxt(d / "datasets" / "xor.csv", delimiter=",", skiprows=1)
+    X, y = data[:, :2], data[:, 2]
+    probs = []
+    for x in X:
+        x = (x - arr["x_mean"]) / arr["x_std"]
+        h = np.tanh(arr["W1"] @ x + arr["b1"])  # z = W x + b, W[i, j]: input j -> neuron i
+        probs.append(s(arr["W2"] @ h + arr["b2"])[0])
+    p = np.array(probs)
+    # the network classifies XOR: y_hat >= 1/2 exactly where y = 1
+    np.testing.assert_array_equal((p >= 0.5).astype(int), y.astype(int))
+    # and its reported training loss is the mean cross-entropy of these probabilities
+    bce = float(np.mean(-y * np.log(p) - (1 - y) * np.log(1 - p)))
+    assert math.isclose(bce, summary["metrics"]["loss"], rel_tol=2e-3)
+    # the library's own reload of the run gives the same probabilities
+    from nncli.runs import load_run
+
+    loaded = load_run(run)
+    Xs = (X - arr["x_mean"]) / arr["x_std"]
+    np.testing.assert_allclose(loaded.model.predict(Xs)[:, 0], p, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_same_config_twice_is_bit_identical(runs, xor):
+    _, _, run1 = xor
+    d2, r2 = runs["xor_again"]
+    assert r2.returncode == 0, r2.stderr
+    run2 = d2 / r2.stdout.strip()
+    assert run1 != run2
+    assert (run1 / "metrics.csv").read_bytes() == (run2 / "metrics.csv").read_bytes()
+    with np.load(run1 / "model.npz", allow_pickle=False) as a, np.load(run2 / "model.npz", allow_pickle=False) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            assert a[k].dtype == b[k].dtype
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert (run1 / "config.yaml").read_text() == (run2 / "config.yaml").read_text()
+
+
+def test_training_the_saved_config_reproduces_the_run(runs, xor):
+    d, _, run1 = xor
+    _, r = runs["reproduce"]
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    run3 = d / r.stdout.strip()
+    assert run3.parent == d / "reproduced" and run3.is_dir()
+    assert (run1 / "metrics.csv").read_bytes() == (run3 / "metrics.csv").read_bytes()
+    with np.load(run1 / "model.npz", allow_pickle=False) as a, np.load(run3 / "model.npz", allow_pickle=False) as b:
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert yaml.safe_load((run1 / "config.yaml").read_text()) == yaml.safe_load((run3 / "config.yaml").read_text())
+
+
+def _train_in_process(cfg_path, runs_dir, overrides):
+    from nncli.config import load_config
+    from nncli.job import TrainingJob
+
+    job = TrainingJob(load_config(cfg_path, overrides), runs_dir)
+    run = job.start()
+    records = [(r.epoch, r.loss, r.metric, r.val_loss, r.val_metric) for r in job.epochs()]
+    job.finish(**({"plots": False} if NO_PLOTS else {}))
+    return run, records
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_training_job_is_deterministic_in_process(blobs_workdir, monkeypatch, optimizer):
+    monkeypatch.chdir(blobs_workdir)
+    overrides = ["train.epochs=6", "train.batch_size=5", "data.val_split=0.2", "train.dtype=float64",
+                 f"train.optimizer={optimizer}", "train.lr=0.05"]
+    run1, rec1 = _train_in_process("configs/blobs.yaml", "runs", overrides)
+    run2, rec2 = _train_in_process("configs/blobs.yaml", "runs", overrides)
+    assert run1 != run2
+    assert rec1 == rec2 and len(rec1) == 6
+    assert (run1 / "metrics.csv").read_bytes() == (run2 / "metrics.csv").read_bytes()
+    with np.load(run1 / "model.npz", allow_pickle=False) as a, np.load(run2 / "model.npz", allow_pickle=False) as b:
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # a different seed gives a different run (the seed is really used)
+    run3, rec3 = _train_in_process("configs/blobs.yaml", "runs", overrides + ["seed=4"])
+    assert rec3 != rec1
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def test_json_prints_one_object_with_run_dir(runs):
+    d, r = runs["json"]
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("\n") == 1
+    obj = json.loads(r.stdout)
+    assert isinstance(obj, dict)
+    run = d / obj["run_dir"]
+    assert run.is_dir() and run_dirs(d) == [run]
+    assert obj["status"] == "completed" and obj["epochs_run"] == 5
+    header, rows = read_metrics(run)
+    assert header == ["epoch", "loss", "accuracy"]
+    assert len(rows) == 5  # --set train.epochs=5
+
+
+def test_quiet_and_name(runs):
+    d, r = runs["quiet_named"]
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout.count("\n") == 1
+    run = d / r.stdout.strip()
+    assert run.is_dir()
+    assert "foo" in run.name
+    assert re.match(r"^\d{8}-\d{6}-foo-[0-9a-f]{4}$", run.name), run.name
+    assert yaml.safe_load((run / "config.yaml").read_text())["name"] == "foo"
+    assert len(read_metrics(run)[1]) == 5
+
+
+def test_validation_split_adds_columns(runs):
+    d, r = runs["val"]
+    assert r.returncode == 0, r.stderr
+    run = d / r.stdout.strip()
+    header, rows = read_metrics(run)
+    assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert len(rows) == 5
+    for row in rows:
+        vl, va = float(row[3]), float(row[4])
+        assert math.isfinite(vl) and vl > 0
+        assert 0.0 <= va <= 1.0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val_metrics"]["rows"] == 10  # 25% of 40 rows, stratified: 5 per class
+    assert summary["metrics"]["rows"] == 30
+    assert math.isclose(summary["val_metrics"]["loss"], float(rows[-1][3]), rel_tol=1e-6)
+    assert "val_loss" in r.stderr
+
+
+def test_multiclass_auto_sizes_and_w_ij_shapes(runs):
+    d, r = runs["three"]
+    assert r.returncode == 0, r.stderr
+    run = d / r.stdout.strip()
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["layers"] == [2, 5, 3]
+    assert cfg["model"]["output"] == "softmax"
+    with np.load(run / "model.npz", allow_pickle=False) as z:
+        assert z["W1"].shape == (5, 2) and z["W2"].shape == (3, 5)
+        assert z["b1"].shape == (5,) and z["b2"].shape == (3,)
+        assert sorted(str(c) for c in z["classes"]) == ["blue", "green", "red"]
+    header, rows = read_metrics(run)
+    assert header == ["epoch", "loss", "accuracy"] and len(rows) == 4
+
+
+def test_console_script_works(workdir):
+    exe = shutil.which("nncli", path=str(Path(sys.executable).parent)) or shutil.which("nncli")
+    if exe is None:
+        pytest.skip("the nncli console script is not installed")
+    import subprocess
+
+    from conftest import cli_env
+
+    r = subprocess.run([exe, "train", "configs/xor.yaml", "-q", "--set", "train.epochs=2", *NO_PLOTS],
+                       cwd=workdir, capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (workdir / r.stdout.strip() / "summary.json").is_file()
+
+
+def test_runs_dir_option(workdir):
+    r = run_cli_forked("train", "configs/xor.yaml", "-q", "--runs-dir", "elsewhere/runs",
+                       "--set", "train.epochs=2", *NO_PLOTS, cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    run = workdir / r.stdout.strip()
+    assert run.parent == workdir / "elsewhere" / "runs"
+    assert (run / "summary.json").is_file()
+    assert not (workdir / "runs").exists()
+
+
+def test_diverging_run_exits_1_and_keeps_finite_weights(tmp_path):
+    (tmp_path / "lin.csv").write_text("x,y\n1,2\n2,4\n3,6\n4,8\n")
+    (tmp_path / "div.yaml").write_text(
+        "data: {train: lin.csv, target: y}\nmodel: {layers: [1, 3, 1]}\nloss: mse\n"
+        "train: {lr: 1000000, epochs: 50}\n"
+    )
+    r = run_cli_forked("train", "div.yaml", *NO_PLOTS, cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    run = tmp_path / r.stdout.strip()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert summary["epochs_run"] < 50
+    with np.load(run / "model.npz", allow_pickle=False) as z:
+        for k in z.files:
+            if k.startswith(("W", "b")):
+                assert np.all(np.isfinite(z[k])), k
+    assert "diverged" in r.stderr.splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------- the training loop
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_epoch_loss_is_the_mean_of_minibatch_losses_before_each_update(blobs_workdir, monkeypatch, optimizer):
+    """README: the training loss and metric are averaged over the epoch's minibatches as they
+    are trained. Replayed by hand: 40 rows, unshuffled batches of 16, 16 and 8."""
+    from nncli.config import load_config
+    from nncli.job import TrainingJob, prepare
+    from nncli.losses import LOSSES
+
+    monkeypatch.chdir(blobs_workdir)
+    lr, mu = 0.3, 0.5
+    cfg = load_config("configs/blobs.yaml", [
+        "train.epochs=2", "train.batch_size=16", "train.shuffle=false", "train.dtype=float64",
+        f"train.lr={lr}", f"train.optimizer={optimizer}", f"train.momentum={mu}",
+    ])
+    data, model, _, _ = prepare(cfg)  # the same seeded start the job gets
+    X, Y = data.train.X, data.train.Y
+    n = X.shape[0]
+    assert n == 40
+    bce = LOSSES["bce"]
+    v = [np.zeros_like(p) for _, p in model.params()]
+    expected = []
+    for _ in range(2):
+        loss_sum, hits = 0.0, 0
+        for s0 in range(0, n, 16):
+            xb, yb = X[s0:s0 + 16], Y[s0:s0 + 16]
+            p = model.predict(xb)[:, 0]
+            hits += int(np.sum((p >= 0.5) == (yb[:, 0] == 1)))
+            E, grads = model.loss_and_grads(xb, yb, bce)
+            loss_sum += E * len(xb)
+            for i, ((_, param), g) in enumerate(zip(model.params(), grads)):
+                if optimizer == "sgd":
+                    param -= lr * g
+                else:
+                    v[i] = mu * v[i] + g
+                    param -= lr * v[i]
+        expected.append((loss_sum / n, hits / n))
+
+    job = TrainingJob(cfg, "runs")
+    job.start()
+    records = list(job.epochs())
+    assert len(records) == 2
+    for rec, (loss, acc) in zip(records, expected):
+        assert math.isclose(rec.loss, loss, rel_tol=1e-12)
+        assert rec.metric == acc
+    for (name, got), (_, want) in zip(job.model.params(), model.params()):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_full_batch_epoch_loss_is_the_loss_at_the_starting_weights(blobs_workdir, monkeypatch):
+    from nncli.config import load_config
+    from nncli.job import TrainingJob, prepare
+    from nncli.losses import LOSSES
+
+    monkeypatch.chdir(blobs_workdir)
+    cfg = load_config("configs/blobs.yaml", ["train.epochs=1", "train.batch_size=full", "train.dtype=float64"])
+    data, model, _, _ = prepare(cfg)
+    E0 = model.loss(data.train.X, data.train.Y, LOSSES["bce"])
+    job = TrainingJob(cfg, "runs")
+    job.start()
+    (rec,) = list(job.epochs())
+    assert math.isclose(rec.loss, E0, rel_tol=1e-12)
