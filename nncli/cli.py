@@ -356,6 +356,33 @@ def sweep(
         raise JobFailed(f"{len(failed)} of {len(tasks)} runs failed; see the table above")
 
 
+@app.command()
+@_command
+def data(
+    name: str = typer.Argument(..., help="xor, circles, moons, spirals, gauss or sine.", show_default=False),
+    output: str = typer.Option(..., "--output", "-o", help="CSV file to write, or - for stdout.", show_default=False),
+    n: Optional[int] = typer.Option(None, "--n", help="Rows (default: the dataset's own)."),
+    noise: Optional[float] = typer.Option(None, "--noise", help="Noise in the dataset's units (default: its own)."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same file, byte for byte."),
+):
+    """Write a seeded synthetic dataset as CSV (the 2-D toy problems of the gallery, and sine)."""
+    from . import synth
+
+    df = synth.generate(name, n=n, noise=noise, seed=seed)
+    if output == "-":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "data.csv"
+            synth.write_csv(df, path)
+            sys.stdout.write(path.read_text(encoding="utf-8"))
+    else:
+        synth.write_csv(df, output)
+        from . import view
+
+        view.info(f"wrote {output}: {len(df)} rows, columns {', '.join(map(str, df.columns))}")
+
+
 def yaml_dump(obj) -> str:
     import yaml
 
