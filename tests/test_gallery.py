@@ -1,0 +1,88 @@
+"""The gallery: every shipped config trains, the data command is deterministic, pictures are PNGs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nncli import synth
+from nncli.config import load_config
+from nncli.job import TrainingJob
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_gallery_is_complete():
+    for name in ["xor", "xor-linear", "xor_clusters", "circles", "moons", "spirals", "gauss", "iris", "wine",
+                 "breast_cancer", "digits", "sine"]:
+        assert name in CONFIGS
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_validates_and_trains_a_few_epochs(name, monkeypatch, tmp_path):
+    monkeypatch.chdir(REPO)
+    cfg = load_config(f"configs/{name}.yaml", ["train.epochs=3"])
+    job = TrainingJob(cfg, tmp_path)
+    records = list(job.epochs())
+    assert [r.epoch for r in records] == [1, 2, 3]
+    assert all(np.isfinite(r.loss) for r in records)
+    if name not in ("xor", "xor-linear"):
+        assert job.data.test is not None and job.data.test.n > 0  # a held-out test split for nncli eval
+
+
+def _png_ok(path: Path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 1000, path
+
+
+def test_train_and_eval_write_valid_pictures(tmp_path):
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "nncli", *args], cwd=REPO, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.strip()
+
+    run_dir = Path(REPO / run("train", "configs/moons.yaml", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=5"))
+    _png_ok(run_dir / "loss.png")
+    _png_ok(run_dir / "decision_boundary.png")
+    run("eval", str(run_dir))
+    _png_ok(run_dir / "confusion.png")
+    (run_dir / "loss.png").unlink()
+    (run_dir / "decision_boundary.png").unlink()
+    assert run("plot", str(run_dir)).splitlines() == [str(run_dir / "loss.png"), str(run_dir / "decision_boundary.png")]
+    _png_ok(run_dir / "loss.png")
+    # no decision boundary for more than two features; --no-plots draws nothing
+    other = Path(REPO / run("train", "configs/iris.yaml", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=2"))
+    assert (other / "loss.png").exists() and not (other / "decision_boundary.png").exists()
+    bare = Path(REPO / run("train", "configs/moons.yaml", "-q", "--no-plots", "--runs-dir", str(tmp_path), "--set", "train.epochs=2"))
+    assert not list(bare.glob("*.png"))
+
+
+@pytest.mark.parametrize("name", sorted(synth.GENERATORS))
+def test_data_generators_are_deterministic_and_shaped(name):
+    a = synth.generate(name, seed=5)
+    b = synth.generate(name, seed=5)
+    c = synth.generate(name, seed=6)
+    g = synth.GENERATORS[name]
+    assert a.equals(b) and not a.equals(c)
+    assert list(a.columns) == list(g.columns) and len(a) == g.n
+    assert len(synth.generate(name, n=17, seed=0)) == 17
+
+
+def test_committed_synthetic_csvs_are_what_the_command_writes(tmp_path):
+    files = {"xor": "xor_clusters.csv", "circles": "circles.csv", "moons": "moons.csv", "spirals": "spirals.csv",
+             "gauss": "gauss.csv", "sine": "sine.csv"}
+    for name, file in files.items():
+        out = tmp_path / file
+        p = subprocess.run([sys.executable, "-m", "nncli", "data", name, "-o", str(out), "--seed", "0"],
+                           cwd=REPO, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        assert out.read_bytes() == (REPO / "datasets" / file).read_bytes(), file
+
+
+def test_data_command_rejects_bad_input():
+    p = subprocess.run([sys.executable, "-m", "nncli", "data", "spiral", "-o", "-"], capture_output=True, text=True)
+    assert p.returncode == 2 and "did you mean 'spirals'" in p.stderr and p.stdout == ""
