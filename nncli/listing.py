@@ -115,5 +115,10 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
 
             raise ConfigError(f"--sort {sort}: no such column{did_you_mean(sort, list(out.columns))} (columns: {', '.join(out.columns)})")
         ascending = any(t in sort for t in LOWER_IS_BETTER)
-        out = out.sort_values(sort, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+        keys, order = [sort], [ascending]
+        tie = next((c for c in ("val_loss", "loss") if c in out.columns and c != sort), None)
+        if tie is not None:  # equal scores: the lower loss ranks first
+            keys.append(tie)
+            order.append(True)
+        out = out.sort_values(keys, ascending=order, na_position="last", kind="stable").reset_index(drop=True)
     return out, warnings
