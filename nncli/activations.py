@@ -57,8 +57,12 @@ def sigmoid(z, out=None):
     """1 / (1 + e^-z), evaluated as e^min(z,0) / (1 + e^-|z|) so that exp never overflows."""
     if out is None:
         out = np.empty_like(z)
-    e = np.exp(-np.abs(z))  # in (0, 1]
-    np.divide(np.where(z >= 0, 1.0, e), 1.0 + e, out=out, casting="unsafe")
+    e = np.abs(z)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # e = e^-|z|, in (0, 1]
+    np.add(e, 1.0, out=out)  # 1 + e^-|z|
+    np.copyto(e, 1.0, where=z >= 0)  # numerator: 1 for z >= 0, e^z for z < 0
+    np.divide(e, out, out=out)
     return out
 
 

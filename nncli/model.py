@@ -40,6 +40,7 @@ class Workspace:
         self.S = [np.empty((n, k), dt) for k in sizes[1:]]  # f'(z_l) scratch
         self.dW = [np.empty_like(W) for W in model.W]
         self.db = [np.empty_like(b) for b in model.b]
+        self.W_tmp = [np.empty_like(W) for W in model.W]  # l2 W_l scratch
 
     def view(self, n: int) -> "Workspace":
         """The same buffers, trimmed to the first ``n`` rows (for a short last batch)."""
@@ -48,7 +49,7 @@ class Workspace:
         v = object.__new__(Workspace)
         v.n = n
         v.Z, v.A, v.D, v.S = ([x[:n] for x in xs] for xs in (self.Z, self.A, self.D, self.S))
-        v.dW, v.db = self.dW, self.db
+        v.dW, v.db, v.W_tmp = self.dW, self.db, self.W_tmp
         return v
 
 
@@ -156,7 +157,8 @@ class MLP:
             np.matmul(ws.D[l].T, a_prev, out=ws.dW[l])  # dE/dW_l = delta_l a_{l-1}^T
             np.sum(ws.D[l], axis=0, out=ws.db[l])  # dE/db_l = delta_l
             if l2:
-                ws.dW[l] += l2 * self.W[l]
+                np.multiply(self.W[l], l2, out=ws.W_tmp[l])
+                ws.dW[l] += ws.W_tmp[l]  # + l2 W_l, the gradient of (l2 / 2) ||W_l||^2
             if l > 0:
                 # delta_{l-1} = (W_l^T delta_l) ⊙ f'(z_{l-1})  (hidden activations are elementwise)
                 np.matmul(ws.D[l], self.W[l], out=ws.D[l - 1])

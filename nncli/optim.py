@@ -22,6 +22,7 @@ class Optimizer:
     def __init__(self, params: list[np.ndarray], lr: float, **kw):
         self.params = params
         self.lr = lr
+        self._tmp = [np.empty_like(p) for p in params]  # scratch: no temporaries per step
 
     def step(self, grads: list[np.ndarray]) -> None:
         raise NotImplementedError
@@ -38,8 +39,9 @@ class SGD(Optimizer):
     name = "sgd"
 
     def step(self, grads):
-        for p, g in zip(self.params, grads):
-            p -= self.lr * g  # W(t+1) = W(t) - eta dE/dW(t)
+        for p, g, tmp in zip(self.params, grads, self._tmp):
+            np.multiply(g, self.lr, out=tmp)
+            p -= tmp  # W(t+1) = W(t) - eta dE/dW(t)
 
 
 class Momentum(Optimizer):
@@ -51,10 +53,11 @@ class Momentum(Optimizer):
         self.v = [np.zeros_like(p) for p in params]
 
     def step(self, grads):
-        for p, g, v in zip(self.params, grads, self.v):
+        for p, g, v, tmp in zip(self.params, grads, self.v, self._tmp):
             v *= self.mu
             v += g
-            p -= self.lr * v
+            np.multiply(v, self.lr, out=tmp)
+            p -= tmp
 
     def state(self):
         return {f"v{i}": v for i, v in enumerate(self.v)}
@@ -69,7 +72,6 @@ class Adam(Optimizer):
         self.t = np.zeros((), np.int64)
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
-        self._tmp = [np.empty_like(p) for p in params]
 
     def step(self, grads):
         self.t += 1
@@ -79,7 +81,8 @@ class Adam(Optimizer):
         step_size = self.lr / bc1
         for p, g, m, v, tmp in zip(self.params, grads, self.m, self.v, self._tmp):
             m *= self.b1
-            m += (1 - self.b1) * g  # m <- b1 m + (1 - b1) g
+            np.multiply(g, 1 - self.b1, out=tmp)
+            m += tmp  # m <- b1 m + (1 - b1) g
             v *= self.b2
             np.multiply(g, g, out=tmp)
             tmp *= 1 - self.b2
