@@ -63,6 +63,27 @@ def read_run(path: Path) -> dict:
     return row
 
 
+def _as_number(v):
+    """A float for numbers and number-like text ('1e-1', as config values are read), else None."""
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _equals(col, value):
+    """Cells equal to value: numerically when both are numbers (1e-1 == 0.1), else as text."""
+    import pandas as pd
+
+    num = _as_number(value)
+    if num is not None:
+        return pd.Series([(_as_number(c) == num) if _as_number(c) is not None else str(c) == str(value) for c in col],
+                         index=col.index, dtype=bool)
+    return col.astype(str) == str(value)
+
+
 def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Optional[str] = None):
     """(DataFrame, warnings) of the runs under ``runs_dir``."""
     import pandas as pd
@@ -82,6 +103,9 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
     df = pd.DataFrame(rows)
     if df.empty:
         return df, warnings
+    # a config key named like a result column (the top-level `loss`) is shown as config.<key>
+    configs = configs.rename(columns={c: f"config.{c}" for c in configs.columns if c in df.columns and c != "name"})
+    df["epochs"] = df["epochs"].astype("Int64")
     conditions = []
     for w in where or []:
         key, sep, raw = w.partition("=")
@@ -89,16 +113,18 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
             raise ConfigError(f"--where {w}: expected KEY=VALUE, e.g. --where train.lr=0.1")
         value = yaml.safe_load(raw) if raw.strip() else None
         value = json.dumps(value) if isinstance(value, list) else value
-        if key in df.columns:
-            col = df[key]
-        elif key in configs.columns:
+        if key in configs.columns:  # a config key first (`loss=mse`), then a result column
             col = configs[key]
+        elif f"config.{key}" in configs.columns:
+            col = configs[f"config.{key}"]
+        elif key in df.columns:
+            col = df[key]
         else:
             valid = sorted(set(df.columns) | set(configs.columns))
             from .errors import did_you_mean
 
             raise ConfigError(f"--where {w}: unknown key '{key}'{did_you_mean(key, valid)}")
-        conditions.append(col.astype(str) == str(value))
+        conditions.append(_equals(col, value))
     if conditions:
         mask = conditions[0]
         for c in conditions[1:]:
@@ -115,10 +141,13 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
 
             raise ConfigError(f"--sort {sort}: no such column{did_you_mean(sort, list(out.columns))} (columns: {', '.join(out.columns)})")
         ascending = any(t in sort for t in LOWER_IS_BETTER)
-        keys, order = [sort], [ascending]
+        # completed runs rank before diverged, interrupted and incomplete ones
+        out["_unfinished"] = out["status"] != "completed"
+        keys, order = ["_unfinished", sort], [True, ascending]
         tie = next((c for c in ("val_loss", "loss") if c in out.columns and c != sort), None)
         if tie is not None:  # equal scores: the lower loss ranks first
             keys.append(tie)
             order.append(True)
         out = out.sort_values(keys, ascending=order, na_position="last", kind="stable").reset_index(drop=True)
+        out = out.drop(columns="_unfinished")
     return out, warnings

@@ -61,6 +61,15 @@ class SweepSpec(BaseModel):
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
 
 
+_FLOAT_RE = __import__("re").compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _number_or_value(v):
+    if isinstance(v, str) and _FLOAT_RE.match(v.strip()):
+        return float(v)
+    return v
+
+
 def load_sweep(path: Path | str) -> SweepSpec:
     raw = read_yaml(path)
     if not isinstance(raw, dict):
@@ -69,6 +78,8 @@ def load_sweep(path: Path | str) -> SweepSpec:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, str(path)).replace("valid keys here: name, seed, data, model, loss, train", "valid keys: base, name, grid, random, metric, plots")) from None
+    # YAML 1.1 reads 1e-3 and 1.0e37 as text; grid values that are numbers become numbers
+    spec.grid = {k: [_number_or_value(v) for v in values] for k, values in spec.grid.items()}
     if not spec.grid and spec.random is None:
         raise ConfigError(f"{path}: give a grid and/or random samples")
     for key, values in spec.grid.items():

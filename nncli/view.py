@@ -240,17 +240,17 @@ def dataframe_table(df, title: str = "") -> None:
     """A pandas DataFrame as a rich table on stdout."""
     from rich import box
 
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)  # files and pipes: never truncate
     t = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD)
     for col in df.columns:
-        t.add_column(str(col), justify="right" if df[col].dtype.kind in "if" else "left", no_wrap=True)
+        t.add_column(str(col), justify="right" if df[col].dtype.kind in "iuf" else "left", no_wrap=True)
     for row in df.itertuples(index=False):
         t.add_row(*[_cell(v) for v in row])
     out.print(t)
 
 
 def _cell(v) -> str:
-    if v is None:
+    if v is None or v is getattr(__import__("pandas"), "NA", object()):
         return "-"
     if isinstance(v, float):
         return "-" if math.isnan(v) else _fmt(v)
