@@ -38,7 +38,8 @@ def bce_value(Y, A, Z, output):
     """
     n = Y.shape[0]
     if output == "sigmoid":
-        return float(np.sum(_softplus(Z) - Y * Z) / n)
+        # -y log s(z) - (1 - y) log(1 - s(z)) = log(1 + e^z) - y z, with log(1 + e^z) = logaddexp(0, z)
+        return float((np.logaddexp(0, Z) - Y * Z).sum() / n)
     eps = _TINY[A.dtype]
     P = np.clip(A, eps, 1 - eps)
     return float(-np.sum(Y * np.log(P) + (1 - Y) * np.log(1 - P)) / n)
@@ -58,8 +59,8 @@ def ce_value(Y, A, Z, output):
     n = Y.shape[0]
     if output == "softmax":
         m = Z.max(axis=1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(Z - m).sum(axis=1))
-        return float(np.sum(lse) / n - np.sum(Y * Z) / n)
+        lse = m[:, 0] + np.log(np.exp(Z - m).sum(axis=1))  # log sum_k e^{z_k}, shifted by max z
+        return float(lse.sum() / n - (Y * Z).sum() / n)
     eps = _TINY[A.dtype]
     return float(-np.sum(Y * np.log(np.clip(A, eps, 1))) / n)
 
@@ -72,7 +73,7 @@ def ce_grad(Y, A):
 def mse_value(Y, A, Z, output):
     """The quadratic cost E = 1/2 sum_j (y_j - y_hat_j)^2, mean over samples."""
     D = A - Y
-    return float(0.5 * np.sum(D * D) / Y.shape[0])
+    return float(0.5 * (D * D).sum() / Y.shape[0])
 
 
 def mse_grad(Y, A):

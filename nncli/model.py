@@ -27,6 +27,16 @@ from .losses import LOSSES, Loss
 INIT_SCHEMES = ("xavier", "he", "normal")
 
 
+def flat_views(flat: np.ndarray, shapes) -> list[np.ndarray]:
+    """Consecutive views of ``flat`` with the given shapes."""
+    out, offset = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append(flat[offset : offset + size].reshape(shape))
+        offset += size
+    return out
+
+
 class Workspace:
     """Preallocated buffers for a batch of ``n`` samples: Z_l, A_l, delta_l, f'(z_l), dW_l, db_l."""
 
@@ -38,8 +48,10 @@ class Workspace:
         self.A = [np.empty((n, k), dt) for k in sizes[1:]]
         self.D = [np.empty((n, k), dt) for k in sizes[1:]]
         self.S = [np.empty((n, k), dt) for k in sizes[1:]]  # f'(z_l) scratch
-        self.dW = [np.empty_like(W) for W in model.W]
-        self.db = [np.empty_like(b) for b in model.b]
+        # gradients in one flat array laid out like model.flat: dW_l, db_l are views
+        self.grad_flat = np.empty_like(model.flat)
+        views = flat_views(self.grad_flat, [x.shape for pair in zip(model.W, model.b) for x in pair])
+        self.dW, self.db = views[0::2], views[1::2]
         self.W_tmp = [np.empty_like(W) for W in model.W]  # l2 W_l scratch
 
     def view(self, n: int) -> "Workspace":
@@ -49,7 +61,7 @@ class Workspace:
         v = object.__new__(Workspace)
         v.n = n
         v.Z, v.A, v.D, v.S = ([x[:n] for x in xs] for xs in (self.Z, self.A, self.D, self.S))
-        v.dW, v.db, v.W_tmp = self.dW, self.db, self.W_tmp
+        v.dW, v.db, v.W_tmp, v.grad_flat = self.dW, self.db, self.W_tmp, self.grad_flat
         return v
 
 
@@ -59,8 +71,14 @@ class MLP:
     def __init__(self, W: Sequence[np.ndarray], b: Sequence[np.ndarray], hidden: Sequence[str], output: str):
         if len(W) != len(b) or len(hidden) != len(W) - 1:
             raise ValueError("need one W and one b per layer and one activation per hidden layer")
-        self.W = list(W)
-        self.b = list(b)
+        # All parameters live in one flat array, in the order W1, b1, W2, b2, ...; W_l and b_l
+        # are views into it, so an optimizer updates every tensor with one ufunc call.
+        dtype = np.result_type(*W, *b)
+        self.flat = np.empty(sum(x.size for x in (*W, *b)), dtype)
+        views = flat_views(self.flat, [x.shape for pair in zip(W, b) for x in pair])
+        self.W, self.b = views[0::2], views[1::2]
+        for dst, src in zip(views, [x for pair in zip(W, b) for x in pair]):
+            dst[...] = src
         self.hidden = list(hidden)
         self.output = output
         self.acts = [ACTIVATIONS[h] for h in hidden] + [ACTIVATIONS[output]]
@@ -155,7 +173,7 @@ class MLP:
         for l in range(L - 1, -1, -1):
             a_prev = X if l == 0 else ws.A[l - 1]
             np.matmul(ws.D[l].T, a_prev, out=ws.dW[l])  # dE/dW_l = delta_l a_{l-1}^T
-            np.sum(ws.D[l], axis=0, out=ws.db[l])  # dE/db_l = delta_l
+            ws.D[l].sum(axis=0, out=ws.db[l])  # dE/db_l = delta_l
             if l2:
                 np.multiply(self.W[l], l2, out=ws.W_tmp[l])
                 ws.dW[l] += ws.W_tmp[l]  # + l2 W_l, the gradient of (l2 / 2) ||W_l||^2

@@ -70,6 +70,13 @@ def _evaluate(model, split, loss, task, chunk):
     return total / n, _metric(split.Y, A_all, task)
 
 
+def _hits(A, Y, binary: bool) -> int:
+    """Correctly classified rows of a batch: y_hat >= 1/2 against y = 1 (binary), else the argmax."""
+    if binary:
+        return int(np.count_nonzero((A >= 0.5) == (Y >= 0.5)))
+    return int(np.count_nonzero(A.argmax(axis=1) == Y.argmax(axis=1)))
+
+
 def _metric(Y, A, task) -> float:
     if task == "regression":
         return float(np.nanmean(r2_score(Y, A))) if len(Y) > 1 else float("nan")
@@ -87,9 +94,9 @@ class Trainer:
         t = cfg.train
         self.loss = LOSSES[cfg.loss]
         self.task = cfg.task
-        params = [p for _, p in model.params()]
+        # the optimizer sees the one flat parameter array (W1, b1, ..., bL views live in it)
         self.optimizer = OPTIMIZERS[t.optimizer](
-            params, t.lr, momentum=t.momentum, beta1=t.beta1, beta2=t.beta2, eps=t.eps
+            [model.flat], t.lr, momentum=t.momentum, beta1=t.beta1, beta2=t.beta2, eps=t.eps
         )
         self.epoch = 0  # epochs completed
         self.result = TrainResult()
@@ -116,15 +123,17 @@ class Trainer:
         ws = model.workspace(bs)
         Xb = np.empty((bs, X.shape[1]), X.dtype)
         Yb = np.empty((bs, Y.shape[1]), Y.dtype)
-        grads = model.grads(ws)
+        grads = [ws.grad_flat]
         es = t.early_stopping
+        snapshot = np.empty_like(model.flat)
         regression = task == "regression"
+        binary = task == "binary"
         if regression:
             ss_tot = np.sum((Y.astype(np.float64) - Y.mean(axis=0, dtype=np.float64)) ** 2, axis=0)
         start = time.perf_counter() - self.result.seconds
         self.result.status = "running"
         while self.epoch < t.epochs:
-            snapshot = [p.copy() for _, p in model.params()]  # last finite weights, if this epoch diverges
+            np.copyto(snapshot, model.flat)  # the last finite weights, if this epoch diverges
             if self._pos == 0:  # a fresh epoch (otherwise: resuming inside one)
                 self._order = self.rng.permutation(n) if (t.shuffle and not full_batch) else None
                 self._sums = [0.0, 0, np.zeros(Y.shape[1]) if regression else 0.0]  # loss*n, hits, ss_res
@@ -153,14 +162,14 @@ class Trainer:
                     if regression:
                         sums[2] = sums[2] + np.sum((A.astype(np.float64) - yb) ** 2, axis=0)
                     else:
-                        sums[1] += int(np.count_nonzero(predicted_codes(A, task) == true_codes(yb, task)))
+                        sums[1] += _hits(A, yb, binary)
                     model.backward(xb, yb, w, loss, t.l2)
                     self.optimizer.step(grads)
                     self._pos = s + xb.shape[0]
                     if self.stop_requested and self._pos < n:
                         # interrupted inside an epoch: its position is kept for the checkpoint
                         return self._interrupted(start)
-            if not all(np.isfinite(p).all() for _, p in model.params()):
+            if not np.isfinite(model.flat).all():
                 return self._diverged(snapshot, f"the weights became non-finite in epoch {self.epoch + 1}", start)
             self.epoch += 1
             self._pos = 0
@@ -264,9 +273,8 @@ class Trainer:
         return False
 
     def _diverged(self, snapshot, why: str, start: float):
-        if not all(np.isfinite(p).all() for _, p in self.model.params()):
-            for (_, p), old in zip(self.model.params(), snapshot):
-                np.copyto(p, old)
+        if not np.isfinite(self.model.flat).all():
+            np.copyto(self.model.flat, snapshot)
         self.result.status = "diverged"
         self.result.seconds = time.perf_counter() - start
         self.result.message = (
