@@ -151,8 +151,8 @@ class Trainer:
                         else:
                             idx = order[s : s + m]
                             xb, yb = Xb[:m], Yb[:m]
-                            np.take(X, idx, axis=0, out=xb)
-                            np.take(Y, idx, axis=0, out=yb)
+                            np.take(X, idx, axis=0, out=xb, mode="clip")  # "clip": with out=, "raise" buffers a copy
+                            np.take(Y, idx, axis=0, out=yb, mode="clip")
                         w = ws.view(m)
                     A = model.forward(xb, w)
                     E = loss.value(yb, A, w.Z[-1], model.output)
