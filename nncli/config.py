@@ -21,7 +21,8 @@ from .losses import LOSSES
 from .model import INIT_SCHEMES
 from .optim import OPTIMIZERS
 
-NAME_RE = re.compile(r"^[\w][\w.\-]*$")
+MAX_LAYER_SIZE = 1_000_000
+NAME_RE = re.compile(r"[\w][\w.\-]*\Z")  # used with .match: anchored at both ends, no trailing newline
 
 
 def _choice(value: Any, choices, what: str) -> str:
@@ -31,7 +32,7 @@ def _choice(value: Any, choices, what: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -98,6 +99,8 @@ class ModelConfig(_Section):
                 raise ValueError(f"entry {i}: {s!r} is not a whole number")
             if n < 1:
                 raise ValueError(f"entry {i}: sizes must be at least 1 (got {n})")
+            if n > MAX_LAYER_SIZE:
+                raise ValueError(f"entry {i}: {n} units is more than nncli's limit of {MAX_LAYER_SIZE:,} per layer")
         return v
 
     @field_validator("activation")
@@ -287,7 +290,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not p for p in key.split(".")):
         raise ConfigError(f"--set {text}: expected KEY=VALUE with a dotted key such as train.lr")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = safe_load(raw) if raw.strip() else None
+    except RecursionError:
+        raise ConfigError(f"--set {text}: the value is nested too deeply") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {text}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return key.split("."), value
@@ -308,6 +313,29 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (the last would win silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                dup = key in seen
+            except TypeError:
+                continue
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; each key may appear once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str):
+    """yaml.safe_load, but duplicate keys are an error."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: Path | str) -> Any:
     path = Path(path)
     try:
@@ -321,9 +349,13 @@ def read_yaml(path: Path | str) -> Any:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        return safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to read") from None
     except yaml.constructor.ConstructorError as e:
         line = f"line {e.problem_mark.line + 1}: " if e.problem_mark else ""
+        if "duplicate key" in (e.problem or ""):
+            raise ConfigError(f"{path}: {line}{e.problem}") from None
         raise ConfigError(
             f"{path}: {line}{e.problem} (nncli reads YAML with safe loading: tags such as !!python/... are refused, no code runs)"
         ) from None

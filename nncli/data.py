@@ -85,6 +85,8 @@ def read_csv(path: str | Path, key: str = "", str_columns=(), required=()):
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(_missing_columns_message(source, missing, header))
+    if any(not str(c).strip() for c in required):
+        raise DataError(f"{source}: a column used as a feature or target has an empty name; give it a name in the header")
     dtype = {c: str for c in str_columns if c in header}
     try:
         df = pd.read_csv(
@@ -316,15 +318,16 @@ class Preprocessor:
                 X[np.arange(n), j + codes] = 1
                 j += len(cats)
             else:
-                X[:, j] = _numeric_column(df[f], source, f, row_offset)
+                with np.errstate(over="ignore"):  # too large for dtype: reported below
+                    X[:, j] = _numeric_column(df[f], source, f, row_offset)
                 j += 1
         if standardize:
             with np.errstate(all="ignore"):
                 X -= self.x_mean.astype(dtype)
                 X /= self.x_std.astype(dtype)
-            if not np.isfinite(X).all():
-                i, k = map(int, np.argwhere(~np.isfinite(X))[0])
-                raise DataError(f"{_where(source, i + row_offset, self.input_names[k])}: value out of range for {np.dtype(dtype).name}")
+        if not np.isfinite(X).all():
+            i, k = map(int, np.argwhere(~np.isfinite(X))[0])
+            raise DataError(f"{_where(source, i + row_offset, self.input_names[k])}: value out of range for {np.dtype(dtype).name}")
         return X
 
     def encode_targets(self, df, source: str, dtype=np.float64, row_offset: int = 0) -> np.ndarray:
@@ -336,7 +339,12 @@ class Preprocessor:
         if self.task == "regression":
             Y = np.empty((n, len(self.targets)), dtype=dtype)
             for k, t in enumerate(self.targets):
-                Y[:, k] = _numeric_column(df[t], source, t, row_offset)
+                with np.errstate(over="ignore"):
+                    Y[:, k] = _numeric_column(df[t], source, t, row_offset)
+                bad = ~np.isfinite(Y[:, k])
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise DataError(f"{_where(source, i + row_offset, t)}: target value out of range for {np.dtype(dtype).name}; rescale the column")
             return Y
         t = self.targets[0]
         codes = self.label_codes(df[t], source, row_offset)

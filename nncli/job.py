@@ -10,6 +10,7 @@ summary.json.
 from __future__ import annotations
 
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -63,7 +64,11 @@ def prepare(cfg: Config) -> tuple[Dataset, MLP, np.random.Generator, Config]:
     rng = np.random.default_rng(cfg.seed)
     data = load_dataset(cfg, rng)
     sizes = resolve_sizes(cfg, data.prep.n_inputs, data.prep.n_outputs, data.prep.input_names)
-    model = build_model(cfg, sizes, rng)
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    try:
+        model = build_model(cfg, sizes, rng)
+    except (MemoryError, ValueError) as e:
+        raise ConfigError(f"model.layers: {sizes} has {n_params:,} parameters, more than this machine can hold ({type(e).__name__})") from None
     resolved = cfg.model_copy(deep=True)
     resolved.model.layers = sizes
     resolved.model.output = cfg.output
@@ -112,8 +117,8 @@ class TrainingJob:
         try:
             with np.load(ckpt, allow_pickle=False) as z:
                 job.trainer.load_state({k: z[k] for k in z.files})
-        except (OSError, ValueError, KeyError) as e:
-            raise RunError(f"{ckpt}: unreadable checkpoint ({e})") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise RunError(f"{ckpt}: unreadable checkpoint ({type(e).__name__}: {e})") from None
         job.run_dir = run_dir
         job.created = summary.get("created", "")
         return job

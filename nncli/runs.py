@@ -109,7 +109,7 @@ def create_run_dir(runs_dir: Path | str, name: str) -> Path:
     each get their own directory.
     """
     runs_dir = Path(runs_dir)
-    if not name or "/" in name or "\\" in name or name.startswith(".") or os.sep in name:
+    if not name or any(c in name for c in "/\\\n\r\0") or name.startswith(".") or os.sep in name:
         raise RunError(f"run name {name!r} is not allowed: use letters, digits, '.', '_' and '-'")
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
