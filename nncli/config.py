@@ -252,6 +252,13 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         parent = _section_for(loc[:-1])
         valid = list(parent.model_fields) if parent else []
         msg = f"unknown key{did_you_mean(loc[-1], valid)}"
+        # the correctly spelled key is then "missing" too: that is the same problem, not another
+        import difflib
+
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+        if close:
+            twin = tuple(e["loc"][:-1]) + (close[0],)
+            errs = [x for x in errs if not (x["type"] == "missing" and tuple(x["loc"]) == twin)]
         if valid:
             msg += f" (valid keys here: {', '.join(valid)})"
     elif typ == "missing":
