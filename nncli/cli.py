@@ -121,6 +121,8 @@ def train(
     def stop(signum, frame):  # finish the current step, then checkpoint; a second signal changes nothing
         job.trainer.stop_requested = True
 
+    # from here until the result is printed, SIGINT/SIGTERM only ask the trainer to stop: a
+    # signal that arrives after the last step changes nothing, the run is complete
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run_dir = job.start()
@@ -133,17 +135,18 @@ def train(
                 tv.update(rec)
         n_warn = len(job.warnings)
         summary = job.finish(plots=not no_plots)
+        if not quiet:
+            for w in job.warnings[n_warn:]:
+                view.warning(w)
+            view.summary_table(summary, str(run_dir), [r.loss for r in job.result.history])
+        if as_json:
+            print(json.dumps({"run_dir": str(run_dir), **summary}, ensure_ascii=False))
+        else:
+            print(run_dir)
+        sys.stdout.flush()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if not quiet:
-        for w in job.warnings[n_warn:]:
-            view.warning(w)
-        view.summary_table(summary, str(run_dir), [r.loss for r in job.result.history])
-    if as_json:
-        print(json.dumps({"run_dir": str(run_dir), **summary}, ensure_ascii=False))
-    else:
-        print(run_dir)
     if summary["status"] == "diverged":
         raise JobFailed(summary.get("message", "training diverged"))
     if summary["status"] == "interrupted":
