@@ -28,6 +28,7 @@ from .errors import DataError, did_you_mean
 
 MISSING = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A"]
 MAX_CATEGORIES = 1000
+CHUNK = 8192  # rows per chunk when scaling large inputs: no full-size temporaries
 BOOL_WORDS = {"True": 1.0, "TRUE": 1.0, "true": 1.0, "False": 0.0, "FALSE": 0.0, "false": 0.0}
 
 
@@ -89,10 +90,9 @@ def read_csv(path: str | Path, key: str = "", str_columns=(), required=()):
         raise DataError(f"{source}: a column used as a feature or target has an empty name; give it a name in the header")
     dtype = {c: str for c in str_columns if c in header}
     try:
-        df = pd.read_csv(
-            p, encoding="utf-8-sig", dtype=dtype or None, keep_default_na=False,
-            na_values=MISSING, low_memory=False,
-        )
+        # na_filter=False keeps pandas' fast path for clean numeric columns; a column with a
+        # missing cell is read as text, and the missing tokens become NaN just below
+        df = pd.read_csv(p, encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
     except UnicodeDecodeError:
         raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
     except pd.errors.EmptyDataError:
@@ -102,6 +102,10 @@ def read_csv(path: str | Path, key: str = "", str_columns=(), required=()):
         raise DataError(f"{source}: malformed CSV: {msg}") from None
     if len(df) == 0:
         raise DataError(f"{source}: has a header but no data rows")
+    for c in df.columns:
+        if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
+            col = df[c]
+            df[c] = col.where(~col.isin(MISSING))
     return df
 
 
@@ -228,9 +232,10 @@ class Preprocessor:
 
     # -------------------------------------------------------------- fitting
     @classmethod
-    def fit(cls, df, data_cfg, loss_task: str, source: str, fit_rows=None) -> "Preprocessor":
+    def fit(cls, df, data_cfg, loss_task: str, source: str, fit_rows=None, scale: bool = True) -> "Preprocessor":
         """Learn the layout from ``df``; categories and label set from every row, statistics
-        from ``fit_rows`` (the training split) only."""
+        from ``fit_rows`` (the training split) only. ``scale=False`` leaves the statistics to
+        a later :meth:`fit_scaler` call."""
         targets = data_cfg.targets
         columns = list(df.columns)
         missing = [t for t in targets if t not in columns]
@@ -276,59 +281,99 @@ class Preprocessor:
 
         task, classes = _fit_targets(df, targets, loss_task, source)
         prep = cls(features, categories, targets, task, classes, np.zeros(0), np.ones(0))
-        rows = df if fit_rows is None else df.iloc[fit_rows]
-        X = prep.encode_features(rows, source, standardize=False)
+        if scale:
+            rows = np.arange(len(df)) if fit_rows is None else np.asarray(fit_rows)
+            prep.fit_scaler(prep.encode_raw(df, source), data_cfg.standardize, source, rows)
+        return prep
+
+    def fit_scaler(self, X: np.ndarray, standardize: bool, source: str, rows: np.ndarray) -> None:
+        """x_mean and x_std from the raw inputs X[rows] (float64), in row chunks (no copy of X).
+
+        ``rows`` are the training rows of X, which are also the file's row numbers."""
         width = X.shape[1]
         mean, std = np.zeros(width), np.ones(width)
-        if data_cfg.standardize:
+        if standardize and len(rows):
+            num = np.flatnonzero(self.numeric_mask())
+            total, sq = np.zeros(len(num)), np.zeros(len(num))
             with np.errstate(all="ignore"):
-                m = X.mean(axis=0)
-                sd = X.std(axis=0)
-            for j in np.flatnonzero(prep.numeric_mask()):
-                if not (np.isfinite(m[j]) and np.isfinite(sd[j])):
-                    col = prep.input_names[j]
-                    i = int(np.argmax(np.abs(X[:, j])))
-                    raise DataError(f"{_where(source, i, col)}: value {X[i, j]} is too large to standardise; rescale the column")
-                mean[j] = m[j]
-                std[j] = sd[j] if sd[j] > 0 else 1.0
-        prep.x_mean, prep.x_std = mean, std
-        return prep
+                for c in range(0, len(rows), CHUNK):
+                    total += X[rows[c : c + CHUNK]][:, num].sum(axis=0)
+                m = total / len(rows)
+                for c in range(0, len(rows), CHUNK):
+                    d = X[rows[c : c + CHUNK]][:, num] - m
+                    sq += (d * d).sum(axis=0)
+                sd = np.sqrt(sq / len(rows))
+            for k, j in enumerate(num):
+                if not (np.isfinite(m[k]) and np.isfinite(sd[k])):
+                    col = X[rows, j]
+                    i = int(np.argmax(np.abs(col)))
+                    raise DataError(f"{_where(source, int(rows[i]), self.input_names[j])}: value {col[i]} is too large to standardise; rescale the column")
+                mean[j] = m[k]
+                std[j] = sd[k] if sd[k] > 0 else 1.0
+        self.x_mean, self.x_std = mean, std
 
     # -------------------------------------------------------------- transforming
     def encode_features(self, df, source: str, standardize: bool = True, dtype=np.float64, row_offset: int = 0) -> np.ndarray:
-        """X of shape (n_samples, n_inputs): numeric columns, then one-hot blocks, in feature order."""
+        """The network inputs X of shape (n_samples, n_inputs), standardised, in ``dtype``."""
+        return self.scale(self.encode_raw(df, source, row_offset), source, dtype, row_offset, standardize)
+
+    def encode_raw(self, df, source: str, row_offset: int = 0) -> np.ndarray:
+        """float64 inputs before standardisation: numeric columns as they are, one-hot blocks
+        for categorical ones, in feature order."""
+        pd = _pd()
         n = len(df)
         missing = [f for f in self.features if f not in df.columns]
         if missing:
             raise DataError(_missing_columns_message(source, missing, list(df.columns)))
-        X = np.zeros((n, self.n_inputs), dtype=dtype)
-        j = 0
+        positions, j = {}, 0
         for f in self.features:
-            if f in self.categories:
-                cats = self.categories[f]
-                vals = _text_column(df[f], source, f, row_offset)
-                index = {c: k for k, c in enumerate(cats)}
-                codes = np.fromiter((index.get(v, -1) for v in vals), dtype=np.int64, count=n)
-                if (codes < 0).any():
-                    i = int(np.flatnonzero(codes < 0)[0])
-                    shown = ", ".join(cats[:10]) + (", ..." if len(cats) > 10 else "")
-                    raise DataError(
-                        f"{_where(source, i + row_offset, f)}: category {vals[i]!r} was not seen in training (known: {shown})"
-                    )
-                X[np.arange(n), j + codes] = 1
-                j += len(cats)
-            else:
-                with np.errstate(over="ignore"):  # too large for dtype: reported below
-                    X[:, j] = _numeric_column(df[f], source, f, row_offset)
-                j += 1
-        if standardize:
-            with np.errstate(all="ignore"):
-                X -= self.x_mean.astype(dtype)
-                X /= self.x_std.astype(dtype)
-        if not np.isfinite(X).all():
-            i, k = map(int, np.argwhere(~np.isfinite(X))[0])
-            raise DataError(f"{_where(source, i + row_offset, self.input_names[k])}: value out of range for {np.dtype(dtype).name}")
+            positions[f] = j
+            j += len(self.categories[f]) if f in self.categories else 1
+        numeric = [f for f in self.features if f not in self.categories]
+        # clean numeric columns in one block (the common, large case); anything else column by column
+        fast = [f for f in numeric if pd.api.types.is_numeric_dtype(df[f]) and not pd.api.types.is_bool_dtype(df[f])]
+        block = df[fast].to_numpy(dtype=np.float64) if fast else None
+        if block is not None and not np.isfinite(block).all():
+            fast, block = [], None  # find and report the bad cell column by column below
+        if block is not None and len(fast) == self.n_inputs:
+            return block  # every input is a clean numeric column, in feature order
+        X = np.zeros((n, self.n_inputs), dtype=np.float64)
+        if block is not None:
+            X[:, [positions[f] for f in fast]] = block
+        for f in numeric:
+            if f not in fast:
+                X[:, positions[f]] = _numeric_column(df[f], source, f, row_offset)
+        for f, cats in self.categories.items():
+            vals = _text_column(df[f], source, f, row_offset)
+            index = {c: k for k, c in enumerate(cats)}
+            codes = np.fromiter((index.get(v, -1) for v in vals), dtype=np.int64, count=n)
+            if (codes < 0).any():
+                i = int(np.flatnonzero(codes < 0)[0])
+                shown = ", ".join(cats[:10]) + (", ..." if len(cats) > 10 else "")
+                raise DataError(
+                    f"{_where(source, i + row_offset, f)}: category {vals[i]!r} was not seen in training (known: {shown})"
+                )
+            X[np.arange(n), positions[f] + codes] = 1
         return X
+
+    def scale(self, X: np.ndarray, source: str, dtype=np.float64, row_offset: int = 0, standardize: bool = True,
+              rows=None) -> np.ndarray:
+        """(X[rows] - x_mean) / x_std computed in float64 and stored in ``dtype``, in row chunks
+        (no full-size temporaries); a value that does not fit ``dtype`` is an error naming its
+        row and column."""
+        rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows)
+        out = np.empty((len(rows), X.shape[1]), dtype=dtype)
+        with np.errstate(all="ignore"):
+            for c in range(0, len(rows), CHUNK):
+                block = X[rows[c : c + CHUNK]]
+                if standardize:
+                    block -= self.x_mean
+                    block /= self.x_std
+                out[c : c + CHUNK] = block
+        if not np.isfinite(out).all():
+            i, k = map(int, np.argwhere(~np.isfinite(out))[0])
+            raise DataError(f"{_where(source, int(rows[i]) + row_offset, self.input_names[k])}: value out of range for {np.dtype(dtype).name}")
+        return out
 
     def encode_targets(self, df, source: str, dtype=np.float64, row_offset: int = 0) -> np.ndarray:
         """Y of shape (n_samples, n_outputs): 0/1 for binary, one-hot for multiclass, values for regression."""
@@ -528,14 +573,21 @@ def load_dataset(cfg, rng: np.random.Generator) -> Dataset:
     n = len(df)
     rows, val_rows, test_rows = split_rows(cfg, df, rng, source)
 
-    prep = Preprocessor.fit(df, d, cfg.task, source, fit_rows=rows)
+    prep = Preprocessor.fit(df, d, cfg.task, source, scale=False)  # the layout; X is encoded once below
+    X_raw = prep.encode_raw(df, source)
+    prep.fit_scaler(X_raw, d.standardize, source, rows)
+    Y_all = prep.encode_targets(df, source, dtype=dtype)
+
+    def make_rows(name, idx):
+        return Split(name, prep.scale(X_raw, source, dtype, rows=idx), Y_all[idx])
 
     def make(name, frame, src):
         return Split(name, prep.encode_features(frame, src, dtype=dtype), prep.encode_targets(frame, src, dtype=dtype))
 
-    train = make("train", df.iloc[rows], source)
-    val = make(f"val ({len(val_rows)} rows of {d.train})", df.iloc[val_rows], source) if val_rows is not None else None
-    test = make(f"test ({len(test_rows)} rows of {d.train})", df.iloc[test_rows], source) if test_rows is not None else None
+    train = make_rows("train", rows)
+    val = make_rows(f"val ({len(val_rows)} rows of {d.train})", val_rows) if val_rows is not None else None
+    test = make_rows(f"test ({len(test_rows)} rows of {d.train})", test_rows) if test_rows is not None else None
+    del X_raw
     for key, path in (("data.val", d.val), ("data.test", d.test)):
         if path is None:
             continue
