@@ -587,7 +587,6 @@ def load_dataset(cfg, rng: np.random.Generator) -> Dataset:
     train = make_rows("train", rows)
     val = make_rows(f"val ({len(val_rows)} rows of {d.train})", val_rows) if val_rows is not None else None
     test = make_rows(f"test ({len(test_rows)} rows of {d.train})", test_rows) if test_rows is not None else None
-    del X_raw
     for key, path in (("data.val", d.val), ("data.test", d.test)):
         if path is None:
             continue

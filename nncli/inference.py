@@ -22,7 +22,7 @@ from . import metrics as M
 from .data import MISSING, _missing_columns_message, open_csv_source, read_csv, read_header, read_train_csv, split_rows
 from .errors import DataError
 from .losses import LOSSES
-from .runs import Run, load_run, write_json
+from .runs import Run, write_json
 
 CHUNK_ROWS = 50_000
 

@@ -29,12 +29,11 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import _format_validation_error, load_config, read_yaml
@@ -151,7 +150,6 @@ class LocalProcessExecutor(Executor):
         self.stopping = False
 
     def run(self, tasks, done):
-        import signal
         import tempfile
 
         pending = list(tasks)

@@ -49,7 +49,6 @@ class TrainResult:
 def evaluate(model: MLP, split: Split, loss_name: str, task: str, chunk: int = 4096) -> tuple[float, float]:
     """(mean loss, accuracy or mean R²) of ``model`` on a whole split."""
     loss = LOSSES[loss_name]
-    n = split.n
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return _evaluate(model, split, loss, task, chunk)
 
