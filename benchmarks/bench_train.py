@@ -70,10 +70,14 @@ def digits_data():
 def wide_data(n=60000, d=784, k=10, seed=0):
     """Seeded synthetic classification data: a random linear teacher with noise, float32."""
     rng = np.random.default_rng(seed)
-    X = rng.random((n, d), dtype=np.float32)
     W = rng.standard_normal((d, k)).astype(np.float32)
-    logits = (X - 0.5) @ W + rng.standard_normal((n, k)).astype(np.float32)
-    return X, logits.argmax(axis=1)
+    X = np.empty((n, d), np.float32)
+    y = np.empty(n, np.int64)
+    for s in range(0, n, 10000):  # in chunks: no full-size temporaries in the peak-memory figure
+        X[s : s + 10000] = rng.random((min(10000, n - s), d), dtype=np.float32)
+        logits = (X[s : s + 10000] - 0.5) @ W + rng.standard_normal((min(10000, n - s), k)).astype(np.float32)
+        y[s : s + 10000] = logits.argmax(axis=1)
+    return X, y
 
 
 WORKLOADS = {
@@ -214,7 +218,7 @@ def peak_memory_w3():
         "import sys, resource; sys.path.insert(0, %r); import benchmarks.bench_train as b; "
         "w = b.WORKLOADS['W3-sgd']; X, y = w['data'](); b.run_nncli(w, X, y); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)" % str(ROOT)
-    )
+    )  # the process's whole peak: Python, numpy, the data and training
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     return int(out.stdout.strip().splitlines()[-1]) * 1024
 
