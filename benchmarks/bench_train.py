@@ -213,12 +213,13 @@ def gemm_floor(w, X, repeats=3):
 
 
 def peak_memory_w3():
-    """ru_maxrss of a fresh process that builds W3's data and trains it with nncli (sgd)."""
+    """Peak resident memory of a fresh process that builds W3's data and trains it with nncli (sgd)."""
     code = (
         "import sys, resource; sys.path.insert(0, %r); import benchmarks.bench_train as b; "
         "w = b.WORKLOADS['W3-sgd']; X, y = w['data'](); b.run_nncli(w, X, y); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)" % str(ROOT)
-    )  # the process's whole peak: Python, numpy, the data and training
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])" % str(ROOT)
+    )  # VmHWM, the peak of this process's own memory: Python, numpy, the data and training
+    # (ru_maxrss would not do: Linux carries it over from the forking parent across exec)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     return int(out.stdout.strip().splitlines()[-1]) * 1024
 
