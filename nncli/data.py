@@ -67,7 +67,8 @@ def open_csv_source(path: str | Path, key: str) -> tuple[Path, str]:
     p = Path(path)
     source = f"{key} {path}" if key else str(path)
     if not p.exists():
-        raise DataError(f"{source}: file not found")
+        hint = "" if p.is_absolute() else " (relative paths resolve against the current directory)"
+        raise DataError(f"{source}: file not found{hint}")
     if p.is_dir():
         raise DataError(f"{source}: is a directory, not a CSV file")
     if p.stat().st_size == 0:
@@ -111,6 +112,10 @@ def read_csv(path: str | Path, key: str = "", str_columns=(), required=()):
 
 def _missing_columns_message(source, missing, header) -> str:
     hint = did_you_mean(missing[0], header)
+    if len(header) == 1 and any(sep in str(header[0]) for sep in (";", "\t", "|")):
+        sep = next(s for s in (";", "\t", "|") if s in str(header[0]))
+        return (f"{source}: the header is a single column {header[0]!r}: the file looks {sep!r}-separated; "
+                "nncli reads comma-separated CSV, so save it with commas")
     cols = ", ".join(repr(m) for m in missing)
     return f"{source}: missing column{'s' if len(missing) > 1 else ''} {cols}{hint} (columns: {', '.join(header)})"
 
@@ -118,7 +123,8 @@ def _missing_columns_message(source, missing, header) -> str:
 # ---------------------------------------------------------------------- column checks
 
 
-def _numeric_column(s, source: str, column: str, row_offset: int = 0) -> np.ndarray:
+def _numeric_column(s, source: str, column: str, row_offset: int = 0,
+                    fix: str = "fix the cell, or list the column in data.categorical to one-hot encode it") -> np.ndarray:
     """The column as float64, or a DataError naming the first bad cell."""
     pd = _pd()
     if pd.api.types.is_bool_dtype(s):
@@ -130,10 +136,7 @@ def _numeric_column(s, source: str, column: str, row_offset: int = 0) -> np.ndar
         bad = num.isna() & s.notna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{_where(source, i + row_offset, column)}: {s.iloc[i]!r} is not a number "
-                "(fix the cell, or list the column in data.categorical to one-hot encode it)"
-            )
+            raise DataError(f"{_where(source, i + row_offset, column)}: {s.iloc[i]!r} is not a number ({fix})")
         s = num
     v = s.to_numpy(dtype=np.float64, na_value=np.nan)
     _check_finite(v, source, column, row_offset)
@@ -459,7 +462,7 @@ class Preprocessor:
 def _fit_targets(df, targets, loss_task, source):
     if loss_task == "regression":
         for t in targets:
-            _numeric_column(df[t], source, t)
+            _numeric_column(df[t], source, t, fix="loss mse needs numeric targets; for class labels use loss bce or cross_entropy")
         return "regression", None
     t = targets[0]
     vals = _text_column(df[t], source, t)
