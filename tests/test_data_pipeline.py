@@ -9,16 +9,9 @@ of imports); the others drive the same Typer app in this process.
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import json
-import os
 import re
-import subprocess
-import sys
-import traceback
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,80 +21,7 @@ import yaml
 
 # ---------------------------------------------------------------------- helpers
 
-_TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "PY_COLORS")
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in _TERMINAL_ENV}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def _supports_no_plots(command: str) -> bool:
-    """Pictures are not what these tests are about; skip drawing them when the CLI allows it."""
-    try:
-        import nncli.cli as cli_mod
-
-        return "no_plots" in inspect.signature(getattr(cli_mod, command)).parameters
-    except Exception:
-        return False
-
-
-TRAIN_FLAGS = ["--no-plots"] if _supports_no_plots("train") else []
-EVAL_FLAGS = ["--no-plots"] if _supports_no_plots("eval_") else []
-
-
-@dataclass
-class Res:
-    rc: int
-    out: bytes
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out.decode("utf-8")
-
-    @property
-    def err_lines(self) -> list[str]:
-        return [ln for ln in self.err.splitlines() if ln.strip()]
-
-
-def cli_many(jobs) -> list[Res]:
-    """``python -m nncli`` for every ``(args, cwd)`` job, all started at once."""
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], cwd=str(cwd), env=_env(),
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for args, cwd in jobs
-    ]
-    out = []
-    for p in procs:
-        o, e = p.communicate(timeout=180)
-        out.append(Res(p.returncode, o, e.decode("utf-8", "replace")))
-    return out
-
-
-@contextmanager
-def _chdir(path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
-def nn(*args, cwd) -> Res:
-    """The same command line run in this process (Typer's CliRunner) with ``cwd``."""
-    from typer.testing import CliRunner
-
-    from nncli.cli import app
-
-    with _chdir(cwd):
-        r = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
-    err = r.stderr
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        err += "".join(traceback.format_exception(type(r.exception), r.exception, r.exception.__traceback__))
-    return Res(r.exit_code, r.stdout_bytes, err)
+from cli_helpers import EVAL_FLAGS, TRAIN_FLAGS, Res, _chdir, _env, cli, cli_many, nn  # noqa: F401
 
 
 def write_rows(path: Path, rows: list[dict], columns: list[str], bom: bool = False) -> Path:
