@@ -53,6 +53,9 @@ class Workspace:
         views = flat_views(self.grad_flat, [x.shape for pair in zip(model.W, model.b) for x in pair])
         self.dW, self.db = views[0::2], views[1::2]
         self.W_tmp = [np.empty_like(W) for W in model.W]  # l2 W_l scratch
+        # a softmax output keeps its row max and row sum of e^(z - max): cross-entropy reuses them
+        self.rowmax = np.empty((n, 1), dt)
+        self.rowsum = np.empty((n, 1), dt)
 
     def view(self, n: int) -> "Workspace":
         """The same buffers, trimmed to the first ``n`` rows (for a short last batch)."""
@@ -61,6 +64,7 @@ class Workspace:
         v = object.__new__(Workspace)
         v.n = n
         v.Z, v.A, v.D, v.S = ([x[:n] for x in xs] for xs in (self.Z, self.A, self.D, self.S))
+        v.rowmax, v.rowsum = self.rowmax[:n], self.rowsum[:n]
         v.dW, v.db, v.W_tmp, v.grad_flat = self.dW, self.db, self.W_tmp, self.grad_flat
         return v
 
@@ -147,12 +151,34 @@ class MLP:
     def forward(self, X: np.ndarray, ws: Workspace) -> np.ndarray:
         """Forward propagation of X (n, n_0); keeps z_l and a_l in ``ws``; returns y_hat (n, n_L)."""
         a = X
+        last = self.n_layers - 1
         for l, (W, b, act) in enumerate(zip(self.W, self.b, self.acts)):
             z = ws.Z[l]
             np.matmul(a, W.T, out=z)  # z_l = W_l a_{l-1} + b_l, one row per sample
             z += b
-            a = act.f(z, out=ws.A[l])
+            if l == last and act.name == "softmax":
+                # softmax as in activations.softmax, keeping max_k z_k and sum_k e^(z_k - max)
+                a = ws.A[l]
+                z.max(axis=1, keepdims=True, out=ws.rowmax)
+                np.subtract(z, ws.rowmax, out=a)
+                np.exp(a, out=a)
+                a.sum(axis=1, keepdims=True, out=ws.rowsum)
+                a /= ws.rowsum
+            else:
+                a = act.f(z, out=ws.A[l])
         return a
+
+    def batch_loss(self, Y: np.ndarray, ws: Workspace, loss: Loss) -> float:
+        """The mean loss of the batch just propagated with :meth:`forward` (without L2).
+
+        softmax + cross-entropy reuses the forward pass's row max m and row sum s:
+        log sum_k e^{z_k} = m + log s, the same numbers ce_value computes from Z.
+        """
+        if loss.name == "cross_entropy" and self.output == "softmax":
+            n = Y.shape[0]
+            lse = ws.rowmax[:, 0] + np.log(ws.rowsum[:, 0])
+            return float(lse.sum() / n - (Y * ws.Z[-1]).sum() / n)
+        return loss.value(Y, ws.A[-1], ws.Z[-1], self.output)
 
     def backward(self, X: np.ndarray, Y: np.ndarray, ws: Workspace, loss: Loss, l2: float = 0.0) -> None:
         """Backpropagation after :meth:`forward` on the same X; fills ws.dW and ws.db.

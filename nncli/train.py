@@ -12,6 +12,7 @@ validation numbers are computed with the weights at the end of the epoch.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
@@ -154,8 +155,8 @@ class Trainer:
                             np.take(Y, idx, axis=0, out=yb, mode="clip")
                         w = ws.view(m)
                     A = model.forward(xb, w)
-                    E = loss.value(yb, A, w.Z[-1], model.output)
-                    if not np.isfinite(E):
+                    E = model.batch_loss(yb, w, loss)
+                    if not math.isfinite(E):
                         return self._diverged(snapshot, f"the training loss became {E} in epoch {self.epoch + 1}", start)
                     sums[0] += E * xb.shape[0]
                     if regression:
