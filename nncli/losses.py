@@ -25,11 +25,6 @@ import numpy as np
 _TINY = {np.dtype(np.float32): 1e-7, np.dtype(np.float64): 1e-15}
 
 
-def _softplus(z):
-    """log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|)."""
-    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
-
-
 def bce_value(Y, A, Z, output):
     """E = -y log(y_hat) - (1 - y) log(1 - y_hat), mean over samples.
 

@@ -10,6 +10,11 @@ import sys
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
+import csv
+import io
+from pathlib import Path
+
+import pandas as pd
 
 _TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "PY_COLORS")
 
@@ -101,3 +106,21 @@ def nn(*args, cwd) -> Res:
     if r.exception is not None and not isinstance(r.exception, SystemExit):
         err += "".join(traceback.format_exception(type(r.exception), r.exception, r.exception.__traceback__))
     return Res(r.exit_code, r.stdout_bytes, err)
+
+
+def write_rows(path: Path, rows: list[dict], columns: list[str], bom: bool = False) -> Path:
+    """A UTF-8 CSV of ``rows`` (dicts) with ``columns``, optionally with a BOM."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([r[c] for c in columns])
+    path.write_text(("\ufeff" if bom else "") + buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def read_text_csv(src) -> pd.DataFrame:
+    """Every cell as the text it is written as."""
+    if isinstance(src, (bytes, bytearray)):
+        src = io.BytesIO(src)
+    return pd.read_csv(src, dtype=str, keep_default_na=False, encoding="utf-8")

@@ -8,8 +8,6 @@ of imports); the others drive the same Typer app in this process.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from pathlib import Path
@@ -21,23 +19,7 @@ import yaml
 
 # ---------------------------------------------------------------------- helpers
 
-from cli_helpers import EVAL_FLAGS, TRAIN_FLAGS, Res, _chdir, _env, cli, cli_many, nn  # noqa: F401
-
-
-def write_rows(path: Path, rows: list[dict], columns: list[str], bom: bool = False) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([r[c] for c in columns])
-    path.write_text(("\ufeff" if bom else "") + buf.getvalue(), encoding="utf-8")
-    return path
-
-
-def read_text_csv(src) -> pd.DataFrame:
-    if isinstance(src, (bytes, bytearray)):
-        src = io.BytesIO(src)
-    return pd.read_csv(src, dtype=str, keep_default_na=False, encoding="utf-8")
+from cli_helpers import EVAL_FLAGS, TRAIN_FLAGS, Res, _chdir, _env, cli, cli_many, nn, read_text_csv, write_rows  # noqa: F401
 
 
 def my_forward(run_dir: Path, df: pd.DataFrame) -> np.ndarray:

@@ -24,7 +24,7 @@ import yaml
 
 # ---------------------------------------------------------------------- subprocess helpers
 
-from cli_helpers import EVAL_FLAGS, TRAIN_FLAGS, Res, _chdir, _env, cli, cli_many, nn  # noqa: F401
+from cli_helpers import EVAL_FLAGS, TRAIN_FLAGS, Res, _chdir, _env, cli, cli_many, nn, read_text_csv, write_rows  # noqa: F401
 
 
 def assert_one_line_error(r: Res, *needles: str) -> None:
@@ -63,23 +63,6 @@ def clf_rows(n: int, seed: int) -> list[dict]:
         rows.append({"id": f"{i:03d}", "température": f"{x:.2f}", "couleur": c,
                      "note": NOTES[i % len(NOTES)], "label": clf_label(float(f"{x:.2f}"), c)})
     return rows
-
-
-def write_rows(path: Path, rows: list[dict], columns: list[str], bom: bool = False) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([r[c] for c in columns])
-    path.write_text(("\ufeff" if bom else "") + buf.getvalue(), encoding="utf-8")
-    return path
-
-
-def read_text_csv(src) -> pd.DataFrame:
-    """Every cell as the text it is written as."""
-    if isinstance(src, (bytes, bytearray)):
-        src = io.BytesIO(src)
-    return pd.read_csv(src, dtype=str, keep_default_na=False, encoding="utf-8")
 
 
 REG_GROUPS = {"a": 0.0, "b": 1.0, "ç": -1.0}
