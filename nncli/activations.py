@@ -18,9 +18,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import functools
+
 import numpy as np
 
 LEAKY_SLOPE = 0.01
+
+
+@functools.lru_cache(maxsize=None)
+def const(value: float, dtype) -> np.ndarray:
+    """``value`` as a read-only 0-d array of ``dtype``.
+
+    Hot loops pass constants this way, and ``out`` positionally: numpy converts a Python
+    float on every ufunc call, which costs about as much as the arithmetic on a small batch.
+    The result is bit-identical (a Python float is cast to the array's dtype either way).
+    """
+    c = np.array(value, dtype=dtype)
+    c.flags.writeable = False
+    return c
 
 
 def identity(z, out=None):
@@ -57,12 +72,13 @@ def sigmoid(z, out=None):
     """1 / (1 + e^-z), evaluated as e^min(z,0) / (1 + e^-|z|) so that exp never overflows."""
     if out is None:
         out = np.empty_like(z)
+    one = const(1.0, out.dtype)
     e = np.abs(z)
-    np.negative(e, out=e)
-    np.exp(e, out=e)  # e = e^-|z|, in (0, 1]
-    np.add(e, 1.0, out=out)  # 1 + e^-|z|
-    np.copyto(e, 1.0, where=z >= 0)  # numerator: 1 for z >= 0, e^z for z < 0
-    np.divide(e, out, out=out)
+    np.negative(e, e)
+    np.exp(e, e)  # e = e^-|z|, in (0, 1]
+    np.add(e, one, out)  # 1 + e^-|z|
+    np.copyto(e, one, where=z >= 0)  # numerator: 1 for z >= 0, e^z for z < 0
+    np.divide(e, out, out)
     return out
 
 
@@ -70,34 +86,34 @@ def d_sigmoid(z, a, out=None):
     """sigmoid'(z) = s(1 - s) with s = sigmoid(z)."""
     if out is None:
         return a * (1 - a)
-    np.subtract(1, a, out=out)
-    out *= a
+    np.subtract(const(1.0, out.dtype), a, out)
+    np.multiply(out, a, out)
     return out
 
 
 def tanh(z, out=None):
-    return np.tanh(z, out=out) if out is not None else np.tanh(z)
+    return np.tanh(z, out)
 
 
 def d_tanh(z, a, out=None):
     """tanh'(z) = 1 - tanh(z)^2."""
     if out is None:
         return 1 - a * a
-    np.multiply(a, a, out=out)
-    np.subtract(1, out, out=out)
+    np.multiply(a, a, out)
+    np.subtract(const(1.0, out.dtype), out, out)
     return out
 
 
 def relu(z, out=None):
     """0 for z < 0, z for z >= 0."""
-    return np.maximum(z, 0, out=out) if out is not None else np.maximum(z, 0)
+    return np.maximum(z, const(0.0, z.dtype), out=out)  # (maximum takes out only by keyword)
 
 
 def d_relu(z, a, out=None):
     """0 for z < 0, 1 for z > 0 (the value at 0, where it is undefined, is taken as 0)."""
     if out is None:
         return (z > 0).astype(z.dtype)
-    np.greater(z, 0, out=out, casting="unsafe")
+    np.greater(z, const(0.0, z.dtype), out, casting="unsafe")
     return out
 
 
@@ -131,7 +147,7 @@ def softmax(z, out=None):
 def _elementwise_backward(df):
     def backward(z, a, g, out=None):
         """dE/dz = dE/da ⊙ f'(z) (the lecture's Hadamard product); ``out`` may be ``g``."""
-        return np.multiply(g, df(z, a), out=out)
+        return np.multiply(g, df(z, a), out)
 
     return backward
 

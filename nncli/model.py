@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, const
 from .errors import ConfigError
 from .losses import LOSSES, Loss
 
@@ -86,6 +86,9 @@ class MLP:
         self.hidden = list(hidden)
         self.output = output
         self.acts = [ACTIVATIONS[h] for h in hidden] + [ACTIVATIONS[output]]
+        self.WT = [W.T for W in self.W]  # W_l^T views, made once (forward uses them every batch)
+        self._hidden_f = [a.f for a in self.acts[:-1]]
+        self._hidden_df = [a.df for a in self.acts[:-1]]
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -149,24 +152,29 @@ class MLP:
 
     # ----------------------------------------------------------------- propagation
     def forward(self, X: np.ndarray, ws: Workspace) -> np.ndarray:
-        """Forward propagation of X (n, n_0); keeps z_l and a_l in ``ws``; returns y_hat (n, n_L)."""
+        """Forward propagation of X (n, n_0); keeps z_l and a_l in ``ws``; returns y_hat (n, n_L).
+
+        Hot path: ``out`` is passed positionally and constants as 0-d arrays (see
+        activations.const); both save a large share of the time of a small batch.
+        """
         a = X
-        last = self.n_layers - 1
-        for l, (W, b, act) in enumerate(zip(self.W, self.b, self.acts)):
-            z = ws.Z[l]
-            np.matmul(a, W.T, out=z)  # z_l = W_l a_{l-1} + b_l, one row per sample
-            z += b
-            if l == last and act.name == "softmax":
-                # softmax as in activations.softmax, keeping max_k z_k and sum_k e^(z_k - max)
-                a = ws.A[l]
-                z.max(axis=1, keepdims=True, out=ws.rowmax)
-                np.subtract(z, ws.rowmax, out=a)
-                np.exp(a, out=a)
-                a.sum(axis=1, keepdims=True, out=ws.rowsum)
-                a /= ws.rowsum
-            else:
-                a = act.f(z, out=ws.A[l])
-        return a
+        matmul, add = np.matmul, np.add
+        for z, a_out, WT, b, f in zip(ws.Z, ws.A, self.WT, self.b, self._hidden_f):
+            matmul(a, WT, z)  # z_l = W_l a_{l-1} + b_l, one row per sample
+            add(z, b, z)
+            a = f(z, a_out)
+        z, a = ws.Z[-1], ws.A[-1]
+        matmul(ws.A[-2] if len(ws.A) > 1 else X, self.WT[-1], z)
+        add(z, self.b[-1], z)
+        if self.output == "softmax":
+            # softmax as in activations.softmax, keeping max_k z_k and sum_k e^(z_k - max)
+            z.max(axis=1, keepdims=True, out=ws.rowmax)
+            np.subtract(z, ws.rowmax, a)
+            np.exp(a, a)
+            np.add.reduce(a, 1, None, ws.rowsum, True)  # sum_k, keepdims
+            np.divide(a, ws.rowsum, a)
+            return a
+        return self.acts[-1].f(z, a)
 
     def batch_loss(self, Y: np.ndarray, ws: Workspace, loss: Loss) -> float:
         """The mean loss of the batch just propagated with :meth:`forward` (without L2).
@@ -187,27 +195,28 @@ class MLP:
         """
         L = self.n_layers
         n = X.shape[0]
-        out_act = self.acts[-1]
+        matmul, multiply, reduce = np.matmul, np.multiply, np.add.reduce
         D = ws.D[L - 1]
         if self.output == loss.default_output:
             # fused output delta for the matching pairs: delta_L = (y_hat - y) / n
-            np.subtract(ws.A[L - 1], Y, out=D)
-            D *= 1.0 / n
+            np.subtract(ws.A[L - 1], Y, D)
+            multiply(D, const(1.0 / n, D.dtype), D)
         else:
             # full chain rule: delta_L = dE/dy_hat ⊙ f_L'(z_L) (a Jacobian product for softmax)
-            out_act.backward(ws.Z[L - 1], ws.A[L - 1], loss.grad(Y, ws.A[L - 1]), out=D)
+            self.acts[-1].backward(ws.Z[L - 1], ws.A[L - 1], loss.grad(Y, ws.A[L - 1]), D)
         for l in range(L - 1, -1, -1):
             a_prev = X if l == 0 else ws.A[l - 1]
-            np.matmul(ws.D[l].T, a_prev, out=ws.dW[l])  # dE/dW_l = delta_l a_{l-1}^T
-            ws.D[l].sum(axis=0, out=ws.db[l])  # dE/db_l = delta_l
+            D = ws.D[l]
+            matmul(D.T, a_prev, ws.dW[l])  # dE/dW_l = delta_l a_{l-1}^T
+            reduce(D, 0, None, ws.db[l])  # dE/db_l = delta_l, summed over the batch
             if l2:
-                np.multiply(self.W[l], l2, out=ws.W_tmp[l])
-                ws.dW[l] += ws.W_tmp[l]  # + l2 W_l, the gradient of (l2 / 2) ||W_l||^2
+                multiply(self.W[l], const(l2, D.dtype), ws.W_tmp[l])
+                np.add(ws.dW[l], ws.W_tmp[l], ws.dW[l])  # + l2 W_l, the gradient of (l2 / 2) ||W_l||^2
             if l > 0:
                 # delta_{l-1} = (W_l^T delta_l) ⊙ f'(z_{l-1})  (hidden activations are elementwise)
-                np.matmul(ws.D[l], self.W[l], out=ws.D[l - 1])
-                self.acts[l - 1].df(ws.Z[l - 1], ws.A[l - 1], out=ws.S[l - 1])
-                ws.D[l - 1] *= ws.S[l - 1]
+                D_prev = ws.D[l - 1]
+                matmul(D, self.W[l], D_prev)
+                multiply(D_prev, self._hidden_df[l - 1](ws.Z[l - 1], ws.A[l - 1], ws.S[l - 1]), D_prev)
 
     # ----------------------------------------------------------------- conveniences
     def predict(self, X: np.ndarray, chunk: int = 4096) -> np.ndarray:

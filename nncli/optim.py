@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import const
+
 
 class Optimizer:
     name = ""
@@ -40,8 +42,8 @@ class SGD(Optimizer):
 
     def step(self, grads):
         for p, g, tmp in zip(self.params, grads, self._tmp):
-            np.multiply(g, self.lr, out=tmp)
-            p -= tmp  # W(t+1) = W(t) - eta dE/dW(t)
+            np.multiply(g, const(self.lr, p.dtype), tmp)
+            np.subtract(p, tmp, p)  # W(t+1) = W(t) - eta dE/dW(t)
 
 
 class Momentum(Optimizer):
@@ -54,10 +56,10 @@ class Momentum(Optimizer):
 
     def step(self, grads):
         for p, g, v, tmp in zip(self.params, grads, self.v, self._tmp):
-            v *= self.mu
-            v += g
-            np.multiply(v, self.lr, out=tmp)
-            p -= tmp
+            np.multiply(v, const(self.mu, v.dtype), v)
+            np.add(v, g, v)
+            np.multiply(v, const(self.lr, p.dtype), tmp)
+            np.subtract(p, tmp, p)
 
     def state(self):
         return {f"v{i}": v for i, v in enumerate(self.v)}
@@ -79,20 +81,22 @@ class Adam(Optimizer):
         bc1 = 1 - self.b1**t
         bc2_sqrt = np.sqrt(1 - self.b2**t)
         step_size = self.lr / bc1
+        multiply, add = np.multiply, np.add
         for p, g, m, v, tmp in zip(self.params, grads, self.m, self.v, self._tmp):
-            m *= self.b1
-            np.multiply(g, 1 - self.b1, out=tmp)
-            m += tmp  # m <- b1 m + (1 - b1) g
-            v *= self.b2
-            np.multiply(g, g, out=tmp)
-            tmp *= 1 - self.b2
-            v += tmp  # v <- b2 v + (1 - b2) g^2
-            np.sqrt(v, out=tmp)
-            tmp /= bc2_sqrt
-            tmp += self.eps  # denom = sqrt(v) / sqrt(1 - b2^t) + eps
-            np.divide(m, tmp, out=tmp)
-            tmp *= step_size
-            p -= tmp
+            dt = p.dtype
+            multiply(m, const(self.b1, dt), m)
+            multiply(g, const(1 - self.b1, dt), tmp)
+            add(m, tmp, m)  # m <- b1 m + (1 - b1) g
+            multiply(v, const(self.b2, dt), v)
+            multiply(g, g, tmp)
+            multiply(tmp, const(1 - self.b2, dt), tmp)
+            add(v, tmp, v)  # v <- b2 v + (1 - b2) g^2
+            np.sqrt(v, tmp)
+            np.divide(tmp, const(bc2_sqrt, dt), tmp)
+            add(tmp, const(self.eps, dt), tmp)  # denom = sqrt(v) / sqrt(1 - b2^t) + eps
+            np.divide(m, tmp, tmp)
+            multiply(tmp, const(step_size, dt), tmp)
+            np.subtract(p, tmp, p)
 
     def state(self):
         s = {"t": self.t}
