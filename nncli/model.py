@@ -56,6 +56,10 @@ class Workspace:
         # a softmax output keeps its row max and row sum of e^(z - max): cross-entropy reuses them
         self.rowmax = np.empty((n, 1), dt)
         self.rowsum = np.empty((n, 1), dt)
+        # scratch for the batch loss: per-element terms T, U (n, n_L) and per-row terms (n, 1)
+        self.T = np.empty((n, sizes[-1]), dt)
+        self.U = np.empty((n, sizes[-1]), dt)
+        self.col = np.empty((n, 1), dt)
 
     def view(self, n: int) -> "Workspace":
         """The same buffers, trimmed to the first ``n`` rows (for a short last batch)."""
@@ -64,7 +68,7 @@ class Workspace:
         v = object.__new__(Workspace)
         v.n = n
         v.Z, v.A, v.D, v.S = ([x[:n] for x in xs] for xs in (self.Z, self.A, self.D, self.S))
-        v.rowmax, v.rowsum = self.rowmax[:n], self.rowsum[:n]
+        v.rowmax, v.rowsum, v.T, v.U, v.col = (x[:n] for x in (self.rowmax, self.rowsum, self.T, self.U, self.col))
         v.dW, v.db, v.W_tmp, v.grad_flat = self.dW, self.db, self.W_tmp, self.grad_flat
         return v
 
@@ -182,11 +186,20 @@ class MLP:
         softmax + cross-entropy reuses the forward pass's row max m and row sum s:
         log sum_k e^{z_k} = m + log s, the same numbers ce_value computes from Z.
         """
+        n = Y.shape[0]
+        reduce, Z, T = np.add.reduce, ws.Z[-1], ws.T
         if loss.name == "cross_entropy" and self.output == "softmax":
-            n = Y.shape[0]
-            lse = ws.rowmax[:, 0] + np.log(ws.rowsum[:, 0])
-            return float(lse.sum() / n - (Y * ws.Z[-1]).sum() / n)
-        return loss.value(Y, ws.A[-1], ws.Z[-1], self.output)
+            lse = ws.col
+            np.log(ws.rowsum, lse)
+            np.add(ws.rowmax, lse, lse)  # log sum_k e^{z_k} per row
+            np.multiply(Y, Z, T)
+            return float(reduce(lse, None) / n - reduce(T, None) / n)
+        if loss.name == "bce" and self.output == "sigmoid":
+            # as losses.bce_value: softplus(z) - y z, with softplus(z) = logaddexp(0, z)
+            np.logaddexp(const(0.0, Z.dtype), Z, T)
+            np.subtract(T, np.multiply(Y, Z, ws.U), T)
+            return float(reduce(T, None) / n)
+        return loss.value(Y, ws.A[-1], Z, self.output)
 
     def backward(self, X: np.ndarray, Y: np.ndarray, ws: Workspace, loss: Loss, l2: float = 0.0) -> None:
         """Backpropagation after :meth:`forward` on the same X; fills ws.dW and ws.db.

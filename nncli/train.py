@@ -70,11 +70,52 @@ def _evaluate(model, split, loss, task, chunk):
     return total / n, _metric(split.Y, A_all, task)
 
 
-def _hits(A, Y, binary: bool) -> int:
-    """Correctly classified rows of a batch: y_hat >= 1/2 against y = 1 (binary), else the argmax."""
-    if binary:
-        return int(np.count_nonzero((A >= 0.5) == (Y >= 0.5)))
-    return int(np.count_nonzero(A.argmax(axis=1) == Y.argmax(axis=1)))
+class _HitCounter:
+    """Correctly classified rows of a batch, without temporaries.
+
+    A row is a hit when y_hat >= 1/2 matches y >= 1/2 (binary), or when the argmax of y_hat
+    is the class of its one-hot y (multiclass). The true class of every training row (y >= 1/2, or the argmax of the one-hot row) is
+    computed once; each batch gathers its rows' classes with the same index as X and Y.
+    """
+
+    def __init__(self, Y: np.ndarray, bs: int, binary: bool):
+        self.binary = binary
+        if binary:
+            self.truth = Y >= 0.5  # (n, 1) bool
+            self.pred = np.empty((bs, 1), bool)
+            self.half = np.array(0.5, Y.dtype)
+        else:
+            self.truth = Y.argmax(axis=1)  # (n,) class codes
+            self.pred = np.empty(bs, self.truth.dtype)
+        self.buf = np.empty_like(self.pred)  # the batch's true classes when gathered
+        self.eq = np.empty(self.pred.shape, bool)
+
+    def batch_truth(self, idx) -> np.ndarray:
+        """The true classes of rows ``idx`` (an index array, or a slice)."""
+        if isinstance(idx, slice):
+            return self.truth[idx]
+        out = self.buf[: len(idx)]
+        np.take(self.truth, idx, 0, out, "clip")
+        return out
+
+    def __call__(self, A: np.ndarray, truth: np.ndarray) -> int:
+        m = A.shape[0]
+        pred, eq = self.pred[:m], self.eq[:m]
+        if self.binary:
+            np.greater_equal(A, self.half, pred)
+        else:
+            np.argmax(A, 1, pred)
+        np.equal(pred, truth, eq)
+        return int(np.count_nonzero(eq))
+
+
+def _all_finite(x: np.ndarray, zeros: np.ndarray) -> bool:
+    """Whether every element of the 1-d array x is finite, in one BLAS call.
+
+    x . 0 is 0 when every x_i is finite and NaN otherwise (inf * 0 and NaN * 0 are NaN,
+    and a sum of zeros cannot overflow), so it is exactly np.isfinite(x).all(), faster.
+    """
+    return not math.isnan(x.dot(zeros))
 
 
 def _metric(Y, A, task) -> float:
@@ -126,12 +167,15 @@ class Trainer:
         grads = [ws.grad_flat]
         es = t.early_stopping
         snapshot = np.empty_like(model.flat)
+        zeros = np.zeros_like(model.flat)
         regression = task == "regression"
-        binary = task == "binary"
+        hits = None if regression else _HitCounter(Y, bs, task == "binary")
         if regression:
             ss_tot = np.sum((Y.astype(np.float64) - Y.mean(axis=0, dtype=np.float64)) ** 2, axis=0)
         start = time.perf_counter() - self.result.seconds
         self.result.status = "running"
+        forward, batch_loss, backward, step = model.forward, model.batch_loss, model.backward, self.optimizer.step
+        take, l2 = np.take, t.l2
         while self.epoch < t.epochs:
             np.copyto(snapshot, model.flat)  # the last finite weights, if this epoch diverges
             if self._pos == 0:  # a fresh epoch (otherwise: resuming inside one)
@@ -143,33 +187,34 @@ class Trainer:
                 while self._pos < n:
                     s = self._pos
                     if full_batch:
-                        xb, yb, w = X, Y, ws
+                        xb, yb, w, rows = X, Y, ws, slice(None)
                     else:
                         m = min(bs, n - s)
                         if order is None:
-                            xb, yb = X[s : s + m], Y[s : s + m]
+                            rows = slice(s, s + m)
+                            xb, yb = X[rows], Y[rows]
                         else:
-                            idx = order[s : s + m]
+                            rows = order[s : s + m]
                             xb, yb = Xb[:m], Yb[:m]
-                            np.take(X, idx, axis=0, out=xb, mode="clip")  # "clip": with out=, "raise" buffers a copy
-                            np.take(Y, idx, axis=0, out=yb, mode="clip")
+                            take(X, rows, 0, xb, "clip")  # "clip": with out=, "raise" buffers a copy
+                            take(Y, rows, 0, yb, "clip")
                         w = ws.view(m)
-                    A = model.forward(xb, w)
-                    E = model.batch_loss(yb, w, loss)
+                    A = forward(xb, w)
+                    E = batch_loss(yb, w, loss)
                     if not math.isfinite(E):
                         return self._diverged(snapshot, f"the training loss became {E} in epoch {self.epoch + 1}", start)
                     sums[0] += E * xb.shape[0]
                     if regression:
                         sums[2] = sums[2] + np.sum((A.astype(np.float64) - yb) ** 2, axis=0)
                     else:
-                        sums[1] += _hits(A, yb, binary)
-                    model.backward(xb, yb, w, loss, t.l2)
-                    self.optimizer.step(grads)
+                        sums[1] += hits(A, hits.batch_truth(rows))
+                    backward(xb, yb, w, loss, l2)
+                    step(grads)
                     self._pos = s + xb.shape[0]
                     if self.stop_requested and self._pos < n:
                         # interrupted inside an epoch: its position is kept for the checkpoint
                         return self._interrupted(start)
-            if not np.isfinite(model.flat).all():
+            if not _all_finite(model.flat, zeros):
                 return self._diverged(snapshot, f"the weights became non-finite in epoch {self.epoch + 1}", start)
             self.epoch += 1
             self._pos = 0
