@@ -172,7 +172,7 @@ class MLP:
         add(z, self.b[-1], z)
         if self.output == "softmax":
             # softmax as in activations.softmax, keeping max_k z_k and sum_k e^(z_k - max)
-            z.max(axis=1, keepdims=True, out=ws.rowmax)
+            np.maximum.reduce(z, 1, None, ws.rowmax, True)  # max_k z_k, keepdims
             np.subtract(z, ws.rowmax, a)
             np.exp(a, a)
             np.add.reduce(a, 1, None, ws.rowsum, True)  # sum_k, keepdims
