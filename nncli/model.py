@@ -162,14 +162,18 @@ class MLP:
         activations.const); both save a large share of the time of a small batch.
         """
         a = X
-        matmul, add = np.matmul, np.add
-        for z, a_out, WT, b, f in zip(ws.Z, ws.A, self.WT, self.b, self._hidden_f):
-            matmul(a, WT, z)  # z_l = W_l a_{l-1} + b_l, one row per sample
+        add = np.add
+        for l, (z, a_out, WT, b) in enumerate(zip(ws.Z, ws.A, self.WT, self.b)):
+            # z_l = W_l a_{l-1} + b_l, one row per sample. ndarray.dot with out= costs a third
+            # of np.matmul's call overhead on small batches; it needs matching dtypes.
+            if a.dtype == z.dtype:
+                a.dot(WT, z)
+            else:
+                np.matmul(a, WT, z)
             add(z, b, z)
-            a = f(z, a_out)
-        z, a = ws.Z[-1], ws.A[-1]
-        matmul(ws.A[-2] if len(ws.A) > 1 else X, self.WT[-1], z)
-        add(z, self.b[-1], z)
+            if l < len(self._hidden_f):
+                a = self._hidden_f[l](z, a_out)
+        a = ws.A[-1]
         if self.output == "softmax":
             # softmax as in activations.softmax, keeping max_k z_k and sum_k e^(z_k - max)
             np.maximum.reduce(z, 1, None, ws.rowmax, True)  # max_k z_k, keepdims
@@ -220,7 +224,10 @@ class MLP:
         for l in range(L - 1, -1, -1):
             a_prev = X if l == 0 else ws.A[l - 1]
             D = ws.D[l]
-            matmul(D.T, a_prev, ws.dW[l])  # dE/dW_l = delta_l a_{l-1}^T
+            if a_prev.dtype == D.dtype:
+                D.T.dot(a_prev, ws.dW[l])  # dE/dW_l = delta_l a_{l-1}^T
+            else:
+                matmul(D.T, a_prev, ws.dW[l])
             reduce(D, 0, None, ws.db[l])  # dE/db_l = delta_l, summed over the batch
             if l2:
                 multiply(self.W[l], const(l2, D.dtype), ws.W_tmp[l])
@@ -228,7 +235,7 @@ class MLP:
             if l > 0:
                 # delta_{l-1} = (W_l^T delta_l) ⊙ f'(z_{l-1})  (hidden activations are elementwise)
                 D_prev = ws.D[l - 1]
-                matmul(D, self.W[l], D_prev)
+                D.dot(self.W[l], D_prev)
                 multiply(D_prev, self._hidden_df[l - 1](ws.Z[l - 1], ws.A[l - 1], ws.S[l - 1]), D_prev)
 
     # ----------------------------------------------------------------- conveniences
