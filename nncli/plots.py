@@ -24,12 +24,15 @@ def _figure(figsize):
     return fig
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, tight: bool = True) -> Path:
+    """Write fig as PNG atomically. ``tight`` fits the margins to the labels, at the price of
+    drawing the figure twice; the per-run pictures use fixed margins instead (their labels
+    have known extents), which saves about 0.1 s of every ``nncli train``."""
     from .runs import atomic_write_bytes
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight" if tight else None)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -48,7 +51,8 @@ def loss_plot(epochs, loss, val_loss, path: Path, title: str = "") -> Path:
     ax.set_title(title or "loss per epoch")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
+    return _save(fig, path, tight=False)
 
 
 def can_draw_boundary(prep) -> bool:
@@ -84,7 +88,8 @@ def decision_boundary(model, prep, X_raw: np.ndarray, labels: np.ndarray, path: 
     ax.set_ylabel(prep.features[1])
     ax.set_title(title or "decision regions")
     ax.legend(title=prep.targets[0], fontsize=8, loc="best")
-    return _save(fig, path)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.1, top=0.93)
+    return _save(fig, path, tight=False)
 
 
 def confusion_plot(matrix, labels, path: Path, title: str = "") -> Path:
