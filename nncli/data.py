@@ -297,14 +297,17 @@ class Preprocessor:
         mean, std = np.zeros(width), np.ones(width)
         if standardize and len(rows):
             num = np.flatnonzero(self.numeric_mask())
+            cols = slice(None) if len(num) == width else num  # all numeric: no column gather
             total, sq = np.zeros(len(num)), np.zeros(len(num))
             with np.errstate(all="ignore"):
                 for c in range(0, len(rows), CHUNK):
-                    total += X[rows[c : c + CHUNK]][:, num].sum(axis=0)
+                    total += X[rows[c : c + CHUNK]][:, cols].sum(axis=0)
                 m = total / len(rows)
                 for c in range(0, len(rows), CHUNK):
-                    d = X[rows[c : c + CHUNK]][:, num] - m
-                    sq += (d * d).sum(axis=0)
+                    d = X[rows[c : c + CHUNK]][:, cols]
+                    d -= m
+                    d *= d
+                    sq += d.sum(axis=0)
                 sd = np.sqrt(sq / len(rows))
             for k, j in enumerate(num):
                 if not (np.isfinite(m[k]) and np.isfinite(sd[k])):
@@ -335,7 +338,9 @@ class Preprocessor:
         numeric = [f for f in self.features if f not in self.categories]
         # clean numeric columns in one block (the common, large case); anything else column by column
         fast = [f for f in numeric if pd.api.types.is_numeric_dtype(df[f]) and not pd.api.types.is_bool_dtype(df[f])]
-        block = df[fast].to_numpy(dtype=np.float64) if fast else None
+        # C order: pandas keeps columns contiguous, and every later step reads rows (one
+        # transposing cast here instead of strided row gathers in each of them)
+        block = np.asarray(df[fast].to_numpy(), dtype=np.float64, order="C") if fast else None
         if block is not None and not np.isfinite(block).all():
             fast, block = [], None  # find and report the bad cell column by column below
         if block is not None and len(fast) == self.n_inputs:
@@ -371,8 +376,10 @@ class Preprocessor:
                 block = X[rows[c : c + CHUNK]]
                 if standardize:
                     block -= self.x_mean
-                    block /= self.x_std
-                out[c : c + CHUNK] = block
+                    # divided in float64, rounded once into out's dtype
+                    np.divide(block, self.x_std, out=out[c : c + CHUNK], casting="same_kind")
+                else:
+                    out[c : c + CHUNK] = block
         if not np.isfinite(out).all():
             i, k = map(int, np.argwhere(~np.isfinite(out))[0])
             raise DataError(f"{_where(source, int(rows[i]) + row_offset, self.input_names[k])}: value out of range for {np.dtype(dtype).name}")
