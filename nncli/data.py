@@ -18,6 +18,9 @@ saved in model.npz rebuild the pipeline exactly.
 from __future__ import annotations
 
 import csv
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -32,10 +35,41 @@ CHUNK = 8192  # rows per chunk when scaling large inputs: no full-size temporari
 BOOL_WORDS = {"True": 1.0, "TRUE": 1.0, "true": 1.0, "False": 0.0, "FALSE": 0.0, "false": 0.0}
 
 
+PARALLEL_MIN_BYTES = 16 * 2**20  # files at least this large are parsed in parallel parts
+
+
 def _pd():
     import pandas as pd
 
     return pd
+
+
+def _workers() -> int:
+    """The cores this process may use (at most 4): the threads for parsing and chunk loops."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 4))
+
+
+_POOL: Optional[ThreadPoolExecutor] = None
+
+
+def _map(fn, items) -> list:
+    """[fn(x) for x in items], on a thread pool when there is more than one item and core.
+
+    For the loops over row chunks and file parts: pandas' parser and numpy's array
+    operations release the GIL, so two cores do close to twice the work. Results keep the
+    order of ``items``, so reductions over them are the same on any number of cores.
+    """
+    global _POOL
+    items = list(items)
+    if len(items) < 2 or _workers() < 2:
+        return [fn(x) for x in items]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(_workers(), thread_name_prefix="nncli-data")
+    return list(_POOL.map(fn, items))
 
 
 def _where(source: str, i: int, column: str) -> str:
@@ -93,7 +127,9 @@ def read_csv(path: str | Path, key: str = "", str_columns=(), required=()):
     try:
         # na_filter=False keeps pandas' fast path for clean numeric columns; a column with a
         # missing cell is read as text, and the missing tokens become NaN just below
-        df = pd.read_csv(p, encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
+        df = _read_parallel(p, dtype)
+        if df is None:
+            df = pd.read_csv(p, encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
     except UnicodeDecodeError:
         raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
     except pd.errors.EmptyDataError:
@@ -108,6 +144,71 @@ def read_csv(path: str | Path, key: str = "", str_columns=(), required=()):
             col = df[c]
             df[c] = col.where(~col.isin(MISSING))
     return df
+
+
+def _read_parallel(p: Path, dtype: dict):
+    """A large CSV parsed in parts on several cores, or None where that cannot be exact.
+
+    The file is cut at line ends into one part per core; each part after the first gets
+    the header line and is parsed by its own pandas reader, then the frames are stacked.
+    Only files without a double quote are cut (a quoted cell may hold a line break), and
+    the result is used only when every part inferred the same column types, which makes it
+    the same frame the single reader builds. Anything else (a quote, differing types, any
+    parser error) returns None, and the caller reads the file whole, with pandas' own
+    message for a malformed file.
+    """
+    k = _workers()
+    if k < 2 or p.stat().st_size < PARALLEL_MIN_BYTES:
+        return None
+    pd = _pd()
+    data = p.read_bytes()
+    if b'"' in data:
+        return None
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    head_end = data.find(b"\n", start) + 1
+    if head_end <= 0:
+        return None
+    header = data[start:head_end]
+    cuts = [head_end]
+    for i in range(1, k):
+        c = data.find(b"\n", max(cuts[-1], len(data) * i // k)) + 1
+        if 0 < c < len(data):
+            cuts.append(c)
+    cuts.append(len(data))
+    parts = [data[:cuts[1]]] + [header + data[a:b] for a, b in zip(cuts[1:-1], cuts[2:])]
+    del data
+
+    def parse(part: bytes):
+        return pd.read_csv(io.BytesIO(part), encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
+
+    try:
+        frames = _map(parse, parts)
+    except Exception:
+        return None
+    del parts
+    first = frames[0]
+    if any(list(f.columns) != list(first.columns) or not f.dtypes.equals(first.dtypes) for f in frames[1:]):
+        return None
+    return pd.concat(frames, ignore_index=True)
+
+
+def _c_order_float64(A: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(A as a C-ordered float64 array, whether every value is finite), cast in row chunks
+    on the thread pool.
+
+    pandas keeps columns contiguous and every later step reads rows, so this one
+    transposing cast replaces strided row gathers in each of them. Integers are always
+    finite in float64, so only floating-point input is checked, chunk by chunk.
+    """
+    check = A.dtype.kind not in "iub"
+    out = A if (A.dtype == np.float64 and A.flags.c_contiguous) else np.empty(A.shape, np.float64)
+
+    def chunk(c):
+        if out is not A:
+            out[c : c + CHUNK] = A[c : c + CHUNK]
+        return bool(np.isfinite(out[c : c + CHUNK]).all()) if check else True
+
+    return out, all(_map(chunk, range(0, A.shape[0], CHUNK)))
 
 
 def _missing_columns_message(source, missing, header) -> str:
@@ -298,17 +399,20 @@ class Preprocessor:
         if standardize and len(rows):
             num = np.flatnonzero(self.numeric_mask())
             cols = slice(None) if len(num) == width else num  # all numeric: no column gather
-            total, sq = np.zeros(len(num)), np.zeros(len(num))
-            with np.errstate(all="ignore"):
-                for c in range(0, len(rows), CHUNK):
-                    total += X[rows[c : c + CHUNK]][:, cols].sum(axis=0)
-                m = total / len(rows)
-                for c in range(0, len(rows), CHUNK):
-                    d = X[rows[c : c + CHUNK]][:, cols]
-                    d -= m
-                    d *= d
-                    sq += d.sum(axis=0)
-                sd = np.sqrt(sq / len(rows))
+            starts = range(0, len(rows), CHUNK)
+
+            def chunk_sum(c):
+                return X[rows[c : c + CHUNK]][:, cols].sum(axis=0)
+
+            def chunk_sq(c):
+                d = X[rows[c : c + CHUNK]][:, cols]
+                d -= m
+                d *= d
+                return d.sum(axis=0)
+
+            with np.errstate(all="ignore"):  # per-chunk partial sums, added in chunk order
+                m = sum(_map(chunk_sum, starts), np.zeros(len(num))) / len(rows)
+                sd = np.sqrt(sum(_map(chunk_sq, starts), np.zeros(len(num))) / len(rows))
             for k, j in enumerate(num):
                 if not (np.isfinite(m[k]) and np.isfinite(sd[k])):
                     col = X[rows, j]
@@ -338,10 +442,8 @@ class Preprocessor:
         numeric = [f for f in self.features if f not in self.categories]
         # clean numeric columns in one block (the common, large case); anything else column by column
         fast = [f for f in numeric if pd.api.types.is_numeric_dtype(df[f]) and not pd.api.types.is_bool_dtype(df[f])]
-        # C order: pandas keeps columns contiguous, and every later step reads rows (one
-        # transposing cast here instead of strided row gathers in each of them)
-        block = np.asarray(df[fast].to_numpy(), dtype=np.float64, order="C") if fast else None
-        if block is not None and not np.isfinite(block).all():
+        block, finite = _c_order_float64(df[fast].to_numpy()) if fast else (None, True)
+        if not finite:
             fast, block = [], None  # find and report the bad cell column by column below
         if block is not None and len(fast) == self.n_inputs:
             return block  # every input is a clean numeric column, in feature order
@@ -371,8 +473,9 @@ class Preprocessor:
         row and column."""
         rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows)
         out = np.empty((len(rows), X.shape[1]), dtype=dtype)
-        with np.errstate(all="ignore"):
-            for c in range(0, len(rows), CHUNK):
+
+        def chunk(c):
+            with np.errstate(all="ignore"):
                 block = X[rows[c : c + CHUNK]]
                 if standardize:
                     block -= self.x_mean
@@ -380,6 +483,8 @@ class Preprocessor:
                     np.divide(block, self.x_std, out=out[c : c + CHUNK], casting="same_kind")
                 else:
                     out[c : c + CHUNK] = block
+
+        _map(chunk, range(0, len(rows), CHUNK))
         if not np.isfinite(out).all():
             i, k = map(int, np.argwhere(~np.isfinite(out))[0])
             raise DataError(f"{_where(source, int(rows[i]) + row_offset, self.input_names[k])}: value out of range for {np.dtype(dtype).name}")
