@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -28,6 +26,8 @@ from typing import Optional
 import numpy as np
 
 from .errors import DataError, did_you_mean
+from .parallel import pmap as _map
+from .parallel import workers as _workers
 
 MISSING = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A"]
 MAX_CATEGORIES = 1000
@@ -42,34 +42,6 @@ def _pd():
     import pandas as pd
 
     return pd
-
-
-def _workers() -> int:
-    """The cores this process may use (at most 4): the threads for parsing and chunk loops."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, 4))
-
-
-_POOL: Optional[ThreadPoolExecutor] = None
-
-
-def _map(fn, items) -> list:
-    """[fn(x) for x in items], on a thread pool when there is more than one item and core.
-
-    For the loops over row chunks and file parts: pandas' parser and numpy's array
-    operations release the GIL, so two cores do close to twice the work. Results keep the
-    order of ``items``, so reductions over them are the same on any number of cores.
-    """
-    global _POOL
-    items = list(items)
-    if len(items) < 2 or _workers() < 2:
-        return [fn(x) for x in items]
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(_workers(), thread_name_prefix="nncli-data")
-    return list(_POOL.map(fn, items))
 
 
 def _where(source: str, i: int, column: str) -> str:
