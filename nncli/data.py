@@ -161,6 +161,10 @@ def _read_parallel(p: Path, dtype: dict):
     first = frames[0]
     if any(list(f.columns) != list(first.columns) or not f.dtypes.equals(first.dtypes) for f in frames[1:]):
         return None
+    # a part whose first row has an extra field gets that field's column as its index
+    # (pandas' "implicit index") instead of an error: only plain 0..n-1 indexes are kept
+    if not all(isinstance(f.index, pd.RangeIndex) and f.index.start == 0 and f.index.step == 1 for f in frames):
+        return None
     return pd.concat(frames, ignore_index=True)
 
 

@@ -114,6 +114,7 @@ def _all_finite(x: np.ndarray, zeros: np.ndarray) -> bool:
 
     x . 0 is 0 when every x_i is finite and NaN otherwise (inf * 0 and NaN * 0 are NaN,
     and a sum of zeros cannot overflow), so it is exactly np.isfinite(x).all(), faster.
+    numpy warns about the invalid inf * 0: call it under np.errstate(invalid="ignore").
     """
     return not math.isnan(x.dot(zeros))
 
@@ -218,7 +219,8 @@ class Trainer:
                     if self.stop_requested and self._pos < n:
                         # interrupted inside an epoch: its position is kept for the checkpoint
                         return self._interrupted(start)
-            if not _all_finite(model.flat, zeros):
+                finite = _all_finite(model.flat, zeros)  # (inside errstate: inf * 0 would warn)
+            if not finite:
                 return self._diverged(snapshot, f"the weights became non-finite in epoch {self.epoch + 1}", start)
             self.epoch += 1
             self._pos = 0
