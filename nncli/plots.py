@@ -71,7 +71,8 @@ def decision_boundary(model, prep, X_raw: np.ndarray, labels: np.ndarray, path: 
     g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 300)
     G0, G1 = np.meshgrid(g0, g1)
     grid = np.column_stack([G0.ravel(), G1.ravel()])
-    A = model.astype(np.float64).predict((grid - prep.x_mean) / prep.x_std)
+    # in the model's own dtype, as `nncli predict` computes it (float64 would take 4x longer)
+    A = model.predict((grid - prep.x_mean) / prep.x_std)
     codes = (A[:, 0] >= 0.5).astype(int) if prep.task == "binary" else np.argmax(A, axis=1)
     base = colormaps["tab10"]
     cmap = ListedColormap([base(i % 10) for i in range(k)])
