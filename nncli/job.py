@@ -155,6 +155,33 @@ class TrainingJob:
         header, rows = self.metrics_rows()
         runs.write_csv(self.run_dir / "metrics.csv", header, rows)
 
+    def _draw(self) -> None:
+        """loss.png and decision_boundary.png, from the run in memory (nothing is re-read)."""
+        try:  # a picture must never cost the run
+            from . import plots
+
+            plots.render(plots.run_spec(self.run_dir, self.cfg.name, self._loss_history(), self.model,
+                                        self.data.prep, *self._raw_training_points()))
+        except Exception as e:
+            self.warnings.append(f"could not draw the pictures: {type(e).__name__}: {e}")
+
+    def _loss_history(self):
+        h = self.result.history
+        val = [r.val_loss for r in h] if self.data.val is not None else None
+        return [r.epoch for r in h], [r.loss for r in h], val
+
+    def _raw_training_points(self):
+        """(X in the data's own units, class codes) of the training split, for the boundary
+        picture; (None, None) where there is none to draw."""
+        from .plots import can_draw_boundary
+
+        prep, tr = self.data.prep, self.data.train
+        if not can_draw_boundary(prep):
+            return None, None
+        X = tr.X.astype(np.float64) * prep.x_std + prep.x_mean  # undo the standardisation
+        codes = (tr.Y[:, 0] >= 0.5).astype(np.int64) if prep.task == "binary" else tr.Y.argmax(axis=1)
+        return X, codes
+
     def metric_name(self) -> str:
         return "r2" if self.cfg.task == "regression" else "accuracy"
 
@@ -182,12 +209,7 @@ class TrainingJob:
         header, rows = self.metrics_rows()
         runs.write_csv(self.run_dir / "metrics.csv", header, rows)
         if plots and res.epochs_run > 0:
-            try:
-                from .plots import draw_run
-
-                draw_run(self.run_dir, runs.Run(self.run_dir, self.cfg, self.data.prep, self.model, {}))
-            except Exception as e:  # a picture must never cost the run
-                self.warnings.append(f"could not draw the pictures: {type(e).__name__}: {e}")
+            self._draw()
         m = self.metric_name()
         summary = {
             "status": res.status,

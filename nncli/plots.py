@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+GRID = 300  # points per axis of the decision-boundary grid
+
 
 def _figure(figsize):
     """A Figure on the Agg canvas, without pyplot (no global state, no GUI backend)."""
@@ -59,38 +61,57 @@ def can_draw_boundary(prep) -> bool:
     return prep.is_classifier and len(prep.features) == 2 and not prep.categories
 
 
-def decision_boundary(model, prep, X_raw: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> Path:
-    """X_raw: (n, 2) training inputs in the data's own units; labels: class codes (n,)."""
+def boundary_spec(model, prep, X_raw: np.ndarray, labels: np.ndarray) -> dict:
+    """What decision_boundary.png shows, as plain arrays and strings (no matplotlib).
+
+    X_raw: (n, 2) training inputs in the data's own units; labels: their class codes (n,).
+    The grid is predicted in the model's own dtype, as ``nncli predict`` computes it.
+    """
+    lo, hi = X_raw.min(axis=0), X_raw.max(axis=0)
+    pad = 0.08 * np.maximum(hi - lo, 1e-9)
+    g0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], GRID)
+    g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID)
+    G0, G1 = np.meshgrid(g0, g1)
+    A = model.predict((np.column_stack([G0.ravel(), G1.ravel()]) - prep.x_mean) / prep.x_std)
+    binary = prep.task == "binary"
+    codes = (A[:, 0] >= 0.5).astype(np.int64) if binary else np.argmax(A, axis=1)
+    return {
+        "g0": g0, "g1": g1, "codes": codes.reshape(G0.shape),
+        "p": A[:, 0].reshape(G0.shape) if binary else None,  # y_hat, for the y_hat = 1/2 contour
+        "X": np.asarray(X_raw, np.float64), "labels": np.asarray(labels, np.int64),
+        "classes": [str(c) for c in prep.classes], "features": list(prep.features[:2]), "target": prep.targets[0],
+    }
+
+
+def boundary_figure(spec: dict, path: Path, title: str = "") -> Path:
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
 
-    k = len(prep.classes)
-    lo, hi = X_raw.min(axis=0), X_raw.max(axis=0)
-    pad = 0.08 * np.maximum(hi - lo, 1e-9)
-    g0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 300)
-    g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 300)
-    G0, G1 = np.meshgrid(g0, g1)
-    grid = np.column_stack([G0.ravel(), G1.ravel()])
-    # in the model's own dtype, as `nncli predict` computes it (float64 would take 4x longer)
-    A = model.predict((grid - prep.x_mean) / prep.x_std)
-    codes = (A[:, 0] >= 0.5).astype(int) if prep.task == "binary" else np.argmax(A, axis=1)
+    k = len(spec["classes"])
+    G0, G1 = np.meshgrid(spec["g0"], spec["g1"])
+    X, labels = spec["X"], spec["labels"]
     base = colormaps["tab10"]
     cmap = ListedColormap([base(i % 10) for i in range(k)])
     fig = _figure((6, 5))
     ax = fig.subplots()
-    ax.contourf(G0, G1, codes.reshape(G0.shape), levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
-    if prep.task == "binary":
-        cs = ax.contour(G0, G1, A[:, 0].reshape(G0.shape), levels=[0.5], colors="k", linewidths=1.5)
+    ax.contourf(G0, G1, spec["codes"], levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
+    if spec.get("p") is not None:
+        cs = ax.contour(G0, G1, spec["p"], levels=[0.5], colors="k", linewidths=1.5)
         ax.clabel(cs, fmt={0.5: "ŷ = 1/2"}, fontsize=8)
     for c in range(k):
         m = labels == c
-        ax.scatter(X_raw[m, 0], X_raw[m, 1], s=40 if len(labels) < 50 else 12, color=cmap(c), edgecolors="k", linewidths=0.3, label=str(prep.classes[c]))
-    ax.set_xlabel(prep.features[0])
-    ax.set_ylabel(prep.features[1])
+        ax.scatter(X[m, 0], X[m, 1], s=40 if len(labels) < 50 else 12, color=cmap(c), edgecolors="k", linewidths=0.3, label=spec["classes"][c])
+    ax.set_xlabel(spec["features"][0])
+    ax.set_ylabel(spec["features"][1])
     ax.set_title(title or "decision regions")
-    ax.legend(title=prep.targets[0], fontsize=8, loc="best")
+    ax.legend(title=spec["target"], fontsize=8, loc="best")
     fig.subplots_adjust(left=0.13, right=0.97, bottom=0.1, top=0.93)
     return _save(fig, path, tight=False)
+
+
+def decision_boundary(model, prep, X_raw: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> Path:
+    """decision_boundary.png: the class regions of the input plane, the training points on top."""
+    return boundary_figure(boundary_spec(model, prep, X_raw, labels), path, title)
 
 
 def confusion_plot(matrix, labels, path: Path, title: str = "") -> Path:
@@ -111,8 +132,37 @@ def confusion_plot(matrix, labels, path: Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def run_spec(run_dir: Path, name: str, history, model, prep, X_raw=None, labels=None) -> dict:
+    """Everything the pictures of a run show, as plain arrays and strings: the input of
+    :func:`render`, computed without matplotlib.
+
+    history: (epochs, train losses, validation losses or None). X_raw, labels: the training
+    inputs in their own units and their class codes, for decision_boundary.png.
+    """
+    epochs, loss, val = history
+    spec = {"run_dir": str(run_dir), "name": name,
+            "loss": {"epochs": np.asarray(epochs, np.int64), "loss": np.asarray(loss, np.float64),
+                     "val": None if val is None else np.asarray(val, np.float64)} if len(epochs) else None,
+            "boundary": None}
+    if X_raw is not None and can_draw_boundary(prep):
+        spec["boundary"] = boundary_spec(model, prep, X_raw, labels)
+    return spec
+
+
+def render(spec: dict) -> list[Path]:
+    """Draw the pictures a :func:`run_spec` describes into its run directory; the files written."""
+    run_dir, name, out = Path(spec["run_dir"]), spec["name"], []
+    if spec["loss"] is not None:
+        L = spec["loss"]
+        out.append(loss_plot(L["epochs"], L["loss"], L["val"], run_dir / "loss.png", f"{name}: loss per epoch"))
+    if spec["boundary"] is not None:
+        out.append(boundary_figure(spec["boundary"], run_dir / "decision_boundary.png", f"{name}: decision regions"))
+    return out
+
+
 def draw_run(run_dir: Path, run=None) -> list[Path]:
-    """(Re)draw loss.png and, where it applies, decision_boundary.png of a run directory."""
+    """(Re)draw loss.png and, where it applies, decision_boundary.png of a run directory,
+    from its files (metrics.csv, the model and the training CSV)."""
     import csv
 
     from .data import read_train_csv, split_rows
@@ -120,21 +170,15 @@ def draw_run(run_dir: Path, run=None) -> list[Path]:
 
     run_dir = Path(run_dir)
     run = run or load_run(run_dir, require_complete=False)
-    out = []
     with open(run_dir / "metrics.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    if rows:
-        ep = [int(r["epoch"]) for r in rows]
-        loss = [float(r["loss"]) for r in rows]
-        val = [float(r["val_loss"]) for r in rows] if "val_loss" in rows[0] else None
-        out.append(loss_plot(ep, loss, val, run_dir / "loss.png", f"{run.config.name}: loss per epoch"))
-    prep = run.prep
+    history = ([int(r["epoch"]) for r in rows], [float(r["loss"]) for r in rows],
+               [float(r["val_loss"]) for r in rows] if rows and "val_loss" in rows[0] else None)
+    prep, X_raw, codes = run.prep, None, None
     if can_draw_boundary(prep):
         df, source = read_train_csv(run.config, prep.str_columns())
-        rows, _, _ = split_rows(run.config, df, np.random.default_rng(run.config.seed), source)
-        df = df.iloc[rows]
+        rows_, _, _ = split_rows(run.config, df, np.random.default_rng(run.config.seed), source)
+        df = df.iloc[rows_]
         X_raw = np.column_stack([df[f].to_numpy(dtype=np.float64) for f in prep.features])
         codes = prep.label_codes(df[prep.targets[0]], source)
-        out.append(decision_boundary(run.model, prep, X_raw, codes, run_dir / "decision_boundary.png",
-                                     f"{run.config.name}: decision regions"))
-    return out
+    return render(run_spec(run_dir, run.config.name, history, run.model, prep, X_raw, codes))

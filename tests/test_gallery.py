@@ -86,3 +86,22 @@ def test_committed_synthetic_csvs_are_what_the_command_writes(tmp_path):
 def test_data_command_rejects_bad_input():
     p = subprocess.run([sys.executable, "-m", "nncli", "data", "spiral", "-o", "-"], capture_output=True, text=True)
     assert p.returncode == 2 and "did you mean 'spirals'" in p.stderr and p.stdout == ""
+
+
+@pytest.mark.parametrize("name", ["moons", "xor_clusters", "spirals"])
+def test_boundary_points_from_memory_are_the_training_rows_of_the_csv(name, monkeypatch, tmp_path):
+    """train draws decision_boundary.png from the data in memory (un-standardised); `nncli
+    plot` reads the CSV again. Both must show the same training points with the same classes."""
+    from nncli.data import read_train_csv, split_rows
+
+    monkeypatch.chdir(REPO)
+    cfg = load_config(f"configs/{name}.yaml", ["train.epochs=1"])
+    job = TrainingJob(cfg, tmp_path)
+    X_mem, codes_mem = job._raw_training_points()
+    prep = job.data.prep
+    df, source = read_train_csv(cfg, prep.str_columns())
+    rows, _, _ = split_rows(cfg, df, np.random.default_rng(cfg.seed), source)
+    df = df.iloc[rows]
+    X_csv = np.column_stack([df[f].to_numpy(dtype=np.float64) for f in prep.features])
+    np.testing.assert_allclose(X_mem, X_csv, rtol=1e-6, atol=1e-6 * np.abs(X_csv).max())
+    np.testing.assert_array_equal(codes_mem, prep.label_codes(df[prep.targets[0]], source))
