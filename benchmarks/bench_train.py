@@ -283,8 +283,9 @@ def main(argv=None):
     import threadpoolctl
     import torch
 
+    # numpy's own BLAS (scipy, imported by scikit-learn, brings another one)
     blas = [f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads, {i.get('architecture')})"
-            for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"][:1]
+            for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]][:1]
     print(f"cores {CORES}; numpy {np.__version__} ({', '.join(blas)}); scikit-learn {sklearn.__version__}; "
           f"torch {torch.__version__}; python {sys.version.split()[0]}")
     print(f"{'workload':<13} {'nncli s/ep':>11} {'sklearn':>10} {'torch':>10} {'floor':>10} "
