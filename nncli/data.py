@@ -118,46 +118,113 @@ def read_csv(path: str | Path, key: str = "", str_columns=(), required=()):
     return df
 
 
+class _FilePart(io.RawIOBase):
+    """Bytes [start, end) of a file, after ``prefix`` (the header line): one part of a CSV
+    for its own pandas reader, streamed from the file (no copy of the file in memory)."""
+
+    def __init__(self, path: Path, prefix: bytes, start: int, end: int):
+        self._fh = open(path, "rb")
+        self._fh.seek(start)
+        self._prefix, self._left = prefix, end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if self._prefix:
+            n = min(len(buf), len(self._prefix))
+            buf[:n], self._prefix = self._prefix[:n], self._prefix[n:]
+            return n
+        if self._left <= 0:
+            return 0
+        n = self._fh.readinto(memoryview(buf)[: min(len(buf), self._left)])
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _scan(path: Path, block: int = 1 << 22):
+    """(header line without a BOM, offset after it, whether the file holds a double quote),
+    reading the file in blocks; None if there is no complete header line."""
+    header, offset, quote = None, 0, False
+    with open(path, "rb") as fh:
+        while True:
+            data = fh.read(block)
+            if not data:
+                break
+            if header is None:
+                first = data
+                while b"\n" not in first and len(data) == block:  # a header longer than a block
+                    data = fh.read(block)
+                    first += data
+                    if not data:
+                        break
+                nl = first.find(b"\n")
+                if nl < 0:
+                    return None
+                bom = 3 if first.startswith(b"\xef\xbb\xbf") else 0
+                header, offset = first[bom : nl + 1], nl + 1
+                data = first
+            if b'"' in data:
+                quote = True
+                break
+    return (header, offset, quote) if header is not None else None
+
+
+def _cut_points(path: Path, start: int, size: int, k: int) -> list[int]:
+    """Offsets just after a line end near size * i / k, i = 1..k-1: where the parts begin."""
+    cuts = [start]
+    with open(path, "rb") as fh:
+        for i in range(1, k):
+            fh.seek(max(cuts[-1], size * i // k))
+            chunk = fh.read(1 << 16)
+            while chunk and b"\n" not in chunk:  # an extremely long line
+                more = fh.read(1 << 16)
+                if not more:
+                    break
+                chunk += more
+            nl = chunk.find(b"\n")
+            c = fh.tell() - len(chunk) + nl + 1 if nl >= 0 else size
+            if cuts[-1] < c < size:
+                cuts.append(c)
+    return cuts + [size]
+
+
 def _read_parallel(p: Path, dtype: dict):
     """A large CSV parsed in parts on several cores, or None where that cannot be exact.
 
     The file is cut at line ends into one part per core; each part after the first gets
-    the header line and is parsed by its own pandas reader, then the frames are stacked.
-    Only files without a double quote are cut (a quoted cell may hold a line break), and
-    the result is used only when every part inferred the same column types, which makes it
-    the same frame the single reader builds. Anything else (a quote, differing types, any
-    parser error) returns None, and the caller reads the file whole, with pandas' own
-    message for a malformed file.
+    the header line and is parsed by its own pandas reader, streaming from the file, then
+    the frames are stacked. Only files without a double quote are cut (a quoted cell may
+    hold a line break), and the result is used only when every part inferred the same
+    column types and a plain row index, which makes it the same frame the single reader
+    builds. Anything else (a quote, differing types, any parser error) returns None, and
+    the caller reads the file whole, with pandas' own message for a malformed file.
     """
     k = _workers()
-    if k < 2 or p.stat().st_size < PARALLEL_MIN_BYTES:
+    size = p.stat().st_size
+    if k < 2 or size < PARALLEL_MIN_BYTES:
         return None
+    scanned = _scan(p)
+    if scanned is None or scanned[2]:
+        return None
+    header, body, _ = scanned
+    cuts = _cut_points(p, body, size, k)
     pd = _pd()
-    data = p.read_bytes()
-    if b'"' in data:
-        return None
-    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    head_end = data.find(b"\n", start) + 1
-    if head_end <= 0:
-        return None
-    header = data[start:head_end]
-    cuts = [head_end]
-    for i in range(1, k):
-        c = data.find(b"\n", max(cuts[-1], len(data) * i // k)) + 1
-        if 0 < c < len(data):
-            cuts.append(c)
-    cuts.append(len(data))
-    parts = [data[:cuts[1]]] + [header + data[a:b] for a, b in zip(cuts[1:-1], cuts[2:])]
-    del data
 
-    def parse(part: bytes):
-        return pd.read_csv(io.BytesIO(part), encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
+    def parse(i: int):
+        # the first part is read with its own header line (and BOM) from offset 0
+        part = _FilePart(p, b"", 0, cuts[1]) if i == 0 else _FilePart(p, header, cuts[i], cuts[i + 1])
+        with io.BufferedReader(part, 1 << 20) as fh:
+            return pd.read_csv(fh, encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
 
     try:
-        frames = _map(parse, parts)
+        frames = _map(parse, range(len(cuts) - 1))
     except Exception:
         return None
-    del parts
     first = frames[0]
     if any(list(f.columns) != list(first.columns) or not f.dtypes.equals(first.dtypes) for f in frames[1:]):
         return None
