@@ -74,7 +74,7 @@ class _HitCounter:
     """Correctly classified rows of a batch, without temporaries.
 
     A row is a hit when y_hat >= 1/2 matches y >= 1/2 (binary), or when the argmax of y_hat
-    is the class of its one-hot y (multiclass). The true class of every training row (y >= 1/2, or the argmax of the one-hot row) is
+    is the class of its one-hot y (multiclass). The true class of every training row is
     computed once; each batch gathers its rows' classes with the same index as X and Y.
     """
 
