@@ -20,6 +20,12 @@ err = Console(stderr=True, highlight=False)
 REPORT_ROWS = 20  # a run reports about this many epochs, whatever its length
 
 
+def _stdout() -> Console:
+    """A console for a command's result on stdout. Files and pipes get no width limit, so a
+    wide table is never wrapped or truncated there; a terminal gets its own width."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
+
+
 def stderr_is_terminal() -> bool:
     return err.is_terminal
 
@@ -178,7 +184,7 @@ def gradcheck_report(report, what: str) -> None:
     """The per-tensor gradcheck table, on stdout (it is the command's result)."""
     from rich import box
 
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    out = _stdout()
     t = Table(title=f"gradcheck: {what}", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("tensor", "shape", "checked", "max abs err", "max rel err", "worst", "backprop", "numeric", "kinks", "result"):
         t.add_column(col, justify="left" if col in ("tensor", "worst", "result") else "right", no_wrap=True)
@@ -204,7 +210,7 @@ def eval_report(report: dict, saved: str) -> None:
     """Evaluation tables on stdout: metrics, per-class scores and the confusion matrix."""
     from rich import box
 
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    out = _stdout()
     out.print(f"evaluated {report['run']} on {report['source']} ({report['rows']} rows)", soft_wrap=True)
     if "accuracy" in report:
         out.print(f"loss ({report['loss_name']}) {_fmt(report['loss'])}   accuracy {_fmt(report['accuracy'])}")
@@ -240,7 +246,7 @@ def dataframe_table(df, title: str = "") -> None:
     """A pandas DataFrame as a rich table on stdout."""
     from rich import box
 
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)  # files and pipes: never truncate
+    out = _stdout()
     t = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD)
     for col in df.columns:
         t.add_column(str(col), justify="right" if df[col].dtype.kind in "iuf" else "left", no_wrap=True)
