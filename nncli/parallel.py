@@ -20,11 +20,15 @@ _POOL: Optional[ThreadPoolExecutor] = None
 
 
 def workers() -> int:
-    """The cores this process may use, at most MAX_WORKERS."""
+    """The cores this process may use, at most MAX_WORKERS, and at most OMP_NUM_THREADS when
+    that is set (as `nncli sweep` sets it for each of its workers, and as schedulers do)."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         n = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        n = min(n, int(limit))
     return max(1, min(n, MAX_WORKERS))
 
 

@@ -14,6 +14,7 @@ nncli's output.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -726,3 +727,15 @@ def test_batch_loss_fused_large_logits(dtype, loss_name):
         mx = Z.max(1, keepdims=True)
         want = float(np.mean(mx[:, 0] + np.log(np.exp(Z - mx).sum(1)) - (Y64 * Z).sum(1)))
     np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_workers_follow_affinity_and_omp_num_threads(monkeypatch):
+    from nncli import parallel
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert parallel.workers() == max(1, min(cores, parallel.MAX_WORKERS))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert parallel.workers() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert parallel.workers() == max(1, min(cores, parallel.MAX_WORKERS))
