@@ -113,7 +113,9 @@ def train(
         overrides = list(set_ or [])
         if name is not None:
             overrides.append(f"name={json.dumps(name)}")
-        job = TrainingJob(load_config(config, overrides), runs_dir)
+        cfg = load_config(config, overrides)
+        with view.status(f"reading {cfg.data.train}" if not quiet else ""):
+            job = TrainingJob(cfg, runs_dir)
     if not quiet:
         for w in job.warnings:
             view.warning(w)

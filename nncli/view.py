@@ -44,6 +44,16 @@ def warning(msg: str) -> None:
         print(f"nncli: warning: {msg}", file=sys.stderr, flush=True)
 
 
+def status(msg: str):
+    """A spinner with ``msg`` on stderr while a slow step runs, on a terminal only (a
+    context manager; elsewhere it does nothing, so logs stay one line per event)."""
+    import contextlib
+
+    if err.is_terminal and msg:
+        return err.status(msg, spinner="dots")
+    return contextlib.nullcontext()
+
+
 def info(msg: str) -> None:
     if err.is_terminal:
         err.print(msg, markup=False, soft_wrap=True)
