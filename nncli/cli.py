@@ -106,7 +106,8 @@ def train(
     if resume is not None:
         if config is not None or set_ or name:
             raise ConfigError("--resume RUN_DIR continues a run with its saved config: give no CONFIG, --set or --name")
-        job = TrainingJob.resume(resume)
+        with view.status(f"reading the data of {resume}" if not quiet else ""):
+            job = TrainingJob.resume(resume)
     else:
         if config is None:
             raise ConfigError("missing CONFIG: nncli train CONFIG (or nncli train --resume RUN_DIR)")
