@@ -1,0 +1,54 @@
+"""The benchmark script keeps working as nncli's internals change.
+
+benchmarks/bench_train.py drives nncli's training loop through its Python API and needs
+scikit-learn and PyTorch (the bench extra) only for the peers, so its nncli side and the
+GEMM floor run here on small versions of the workloads. Timings are not checked: a test
+cannot time anything reliably on a shared machine; this only keeps the script honest
+(the same code path as `nncli train`, correct shapes, sensible accuracy).
+"""
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_train as bench
+
+
+def small(key, **changes):
+    w = dict(bench.WORKLOADS[key])
+    w.update(changes)
+    return w
+
+
+def test_nncli_side_of_w1_learns_xor():
+    w = small("W1", epochs=2000)
+    X, y = w["data"]()
+    secs, acc = bench.run_nncli(w, X, y)
+    assert secs > 0
+    assert acc == 1.0  # 2-4-1 tanh with sgd lr 0.5 separates xor well within 2000 epochs
+
+
+@pytest.mark.parametrize("key", ["W2", "W3-adam"])
+def test_nncli_side_runs_minibatch_workloads(key):
+    if key == "W3-adam":
+        X, y = bench.wide_data(n=2000)
+    else:
+        X, y = bench.WORKLOADS[key]["data"]()
+    w = small(key, epochs=2)
+    secs, acc = bench.run_nncli(w, X, y)
+    assert secs > 0 and 0.0 <= acc <= 1.0
+    assert acc > 1.5 / w["layers"][-1]  # better than guessing after two epochs
+
+
+def test_gemm_floor_runs_every_product_of_an_epoch():
+    X, _ = bench.wide_data(n=1000, d=20, k=3)
+    w = small("W3-sgd", layers=[20, 16, 8, 3])
+    assert bench.gemm_floor(w, X, repeats=1) > 0
+
+
+def test_wide_data_is_seeded_float32():
+    a, ya = bench.wide_data(n=500, d=10, k=3, seed=1)
+    b, yb = bench.wide_data(n=500, d=10, k=3, seed=1)
+    assert a.dtype == np.float32 and a.flags.c_contiguous
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ya, yb)
+    assert set(np.unique(ya)) <= {0, 1, 2}
