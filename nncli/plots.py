@@ -109,11 +109,6 @@ def boundary_figure(spec: dict, path: Path, title: str = "") -> Path:
     return _save(fig, path, tight=False)
 
 
-def decision_boundary(model, prep, X_raw: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> Path:
-    """decision_boundary.png: the class regions of the input plane, the training points on top."""
-    return boundary_figure(boundary_spec(model, prep, X_raw, labels), path, title)
-
-
 def confusion_plot(matrix, labels, path: Path, title: str = "") -> Path:
     C = np.asarray(matrix)
     k = len(labels)

@@ -216,6 +216,17 @@ def gradcheck_report(report, what: str) -> None:
     out.print("[green]all gradients agree[/]" if report.passed else "[bold red]gradients disagree[/]")
 
 
+def _score_table(label: str, *scores: str) -> Table:
+    """A table of one label column (left) and score columns (right-aligned numbers)."""
+    from rich import box
+
+    t = Table(box=box.SIMPLE_HEAD)
+    t.add_column(label, justify="left")
+    for col in scores:
+        t.add_column(col, justify="right")
+    return t
+
+
 def eval_report(report: dict, saved: str) -> None:
     """Evaluation tables on stdout: metrics, per-class scores and the confusion matrix."""
     from rich import box
@@ -224,9 +235,7 @@ def eval_report(report: dict, saved: str) -> None:
     out.print(f"evaluated {report['run']} on {report['source']} ({report['rows']} rows)", soft_wrap=True)
     if "accuracy" in report:
         out.print(f"loss ({report['loss_name']}) {_fmt(report['loss'])}   accuracy {_fmt(report['accuracy'])}")
-        t = Table(box=box.SIMPLE_HEAD)
-        for col in ("class", "precision", "recall", "f1", "support"):
-            t.add_column(col, justify="left" if col == "class" else "right")
+        t = _score_table("class", "precision", "recall", "f1", "support")
         for label, m in report["per_class"].items():
             t.add_row(label, _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["f1"]), str(m["support"]))
         mac = report["macro"]
@@ -243,9 +252,7 @@ def eval_report(report: dict, saved: str) -> None:
         out.print(c)
     else:
         out.print(f"loss ({report['loss_name']}) {_fmt(report['loss'])}")
-        t = Table(box=box.SIMPLE_HEAD)
-        for col in ("target", "MSE", "RMSE", "MAE", "R²"):
-            t.add_column(col, justify="left" if col == "target" else "right")
+        t = _score_table("target", "MSE", "RMSE", "MAE", "R²")
         for name, m in report["targets"].items():
             t.add_row(name, _fmt(m["mse"]), _fmt(m["rmse"]), _fmt(m["mae"]), _fmt(m["r2"]))
         out.print(t)

@@ -40,7 +40,7 @@ def test_nncli_side_runs_minibatch_workloads(key, epochs, better_than):
     assert acc > better_than
 
 
-def test_gemm_floor_runs_every_product_of_an_epoch():
+def test_gemm_floor_runs_on_a_small_network():
     X, _ = bench.wide_data(n=1000, d=20, k=3)
     w = small("W3-sgd", layers=[20, 16, 8, 3])
     assert bench.gemm_floor(w, X, repeats=1) > 0

@@ -15,38 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 # ---------------------------------------------------------------------- helpers
 
-from cli_helpers import EVAL_FLAGS, TRAIN_FLAGS, Res, _chdir, _env, cli, cli_many, nn, read_text_csv, write_rows  # noqa: F401
-
-
-def my_forward(run_dir: Path, df: pd.DataFrame) -> np.ndarray:
-    """The network's outputs for the text DataFrame ``df``, from the saved files alone."""
-    meta = json.loads((run_dir / "preprocess.json").read_text(encoding="utf-8"))
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    with np.load(run_dir / "model.npz", allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    cols = []
-    for f in meta["features"]:
-        if f in meta["categories"]:
-            cols += [(df[f] == c).to_numpy(dtype=np.float64) for c in meta["categories"][f]]
-        else:
-            cols.append(df[f].astype(np.float64).to_numpy())
-    a = (np.column_stack(cols) - arrays["x_mean"]) / arrays["x_std"]
-    layers = cfg["model"]["layers"]
-    L = len(layers) - 1
-    hidden = cfg["model"]["activation"]
-    acts = ([hidden] * (L - 1) if isinstance(hidden, str) else list(hidden)) + [cfg["model"]["output"]]
-    f = {"tanh": np.tanh, "identity": lambda z: z, "relu": lambda z: np.maximum(z, 0),
-         "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
-         "softmax": lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)}
-    for l in range(1, L + 1):
-        Wl, bl = arrays[f"W{l}"].astype(np.float64), arrays[f"b{l}"].astype(np.float64)
-        assert Wl.shape == (layers[l], layers[l - 1])
-        a = f[acts[l - 1]](a @ Wl.T + bl)
-    return a
+from cli_helpers import EVAL_FLAGS, TRAIN_FLAGS, Res, _chdir, _env, cli, cli_many, my_forward, nn, read_text_csv, write_rows  # noqa: F401
 
 
 def saved_classes(run_dir: Path) -> tuple[list, list]:

@@ -39,6 +39,8 @@ from nncli.config import load_config
 from nncli.job import CHECKPOINT, TrainingJob
 from nncli.losses import LOSSES
 
+from cli_helpers import _chdir as chdir
+
 # ----------------------------------------------------------------------------- helpers
 
 _TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "PY_COLORS", "NO_COLOR")
@@ -58,16 +60,6 @@ class Res:
 
     def show(self) -> str:
         return f"exit {self.rc}\nstdout: {self.out!r}\nstderr: {self.err!r}\n{self.tb}"
-
-
-@contextlib.contextmanager
-def chdir(path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 _HIDDEN_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
