@@ -214,6 +214,8 @@ def eval_(
 
     run = load_run(run_dir)
     report, fname = evaluate(run, data)
+    for note in report.get("notes", []):
+        view.warning(note)
     saved = save_eval(run, report, fname, plots=not no_plots)
     if as_json:
         print(json.dumps({**report, "saved": [str(p) for p in saved]}, ensure_ascii=False))
@@ -300,66 +302,39 @@ def sweep(
     import signal
 
     from . import view
-    from .config import NAME_RE
     from .errors import ConfigError, Interrupted, JobFailed
-    from .listing import list_runs
-    from .runs import atomic_write_text, create_run_dir
-    from .sweep import LocalProcessExecutor, Task, command, load_sweep, points, validate_points, worker_env
+    from .sweep import LocalProcessExecutor, Sweep, worker_env
 
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
-    spec = load_sweep(sweep_file)
-    pts = points(spec)
-    validate_points(spec, pts)
-    name = spec.name or sweep_file.stem
-    if not NAME_RE.match(name):
-        raise ConfigError(f"{sweep_file}: name {name!r} is not valid: use letters, digits, '.', '_' and '-'")
-    sweep_dir = create_run_dir(runs_dir, name)
-    atomic_write_text(sweep_dir / "sweep.yaml", yaml_dump({"sweep": spec.model_dump(mode="json"), "points": pts}))
-    tasks = [Task(i, command(spec, p, sweep_dir, f"{name}-{i + 1:03d}"), p) for i, p in enumerate(pts)]
+    sw = Sweep.create(sweep_file, runs_dir)
     executor = LocalProcessExecutor(jobs, worker_env(jobs))
-    view.info(f"sweep {sweep_dir}: {len(tasks)} runs, {jobs} at a time")
-    failed, finished = [], [0]
+    view.info(f"sweep {sw.dir}: {len(sw.tasks)} runs, {jobs} at a time")
+    finished = [0]
 
-    def done(t):
+    def done(t, status):
         finished[0] += 1
         params = " ".join(f"{k}={json.dumps(v)}" for k, v in t.params.items())
-        if t.returncode == 0:
-            status = "completed"
-        else:
-            status = {1: "failed", 130: "interrupted"}.get(t.returncode, f"failed (exit {t.returncode})")
-            msg = (t.stderr.strip().splitlines() or [""])[-1]
-            if t.returncode != 130:
-                failed.append(t)
-            status += f": {msg}" if msg else ""
-        view.info(f"[{finished[0]}/{len(tasks)}] {params}: {status}")
+        view.info(f"[{finished[0]}/{len(sw.tasks)}] {params}: {status}")
 
     def stop(signum, frame):
         executor.stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        executor.run(tasks, done)
+        sw.run(executor, done)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    df, warnings = list_runs(sweep_dir)
-    metric = spec.metric
-    if metric is None:
-        metric = next((m for m in ("val_accuracy", "val_r2", "accuracy", "r2", "loss") if m in df.columns), None)
-    if metric is not None and metric in df.columns:
-        df, _ = list_runs(sweep_dir, sort=metric)
-    from .runs import write_csv
-
-    write_csv(sweep_dir / "results.csv", list(map(str, df.columns)), df.astype(object).where(df.notna(), "").values.tolist())
+    df, metric = sw.results()
     if not df.empty:
-        view.dataframe_table(df, title=f"sweep {name}: ranked by {metric}")
-    view.info(f"saved {sweep_dir / 'results.csv'}")
-    print(sweep_dir)
-    if executor.stopping:
-        raise Interrupted(f"sweep interrupted; finished runs are kept in {sweep_dir}")
-    if failed:
-        raise JobFailed(f"{len(failed)} of {len(tasks)} runs failed; see the table above")
+        view.dataframe_table(df, title=f"sweep {sw.name}: ranked by {metric}")
+    view.info(f"saved {sw.dir / 'results.csv'}")
+    print(sw.dir)
+    if sw.stopped:
+        raise Interrupted(f"sweep interrupted; finished runs are kept in {sw.dir}")
+    if sw.failed:
+        raise JobFailed(f"{len(sw.failed)} of {len(sw.tasks)} runs failed; see the table above")
 
 
 @app.command()
@@ -376,23 +351,12 @@ def data(
 
     df = synth.generate(name, n=n, noise=noise, seed=seed)
     if output == "-":
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "data.csv"
-            synth.write_csv(df, path)
-            sys.stdout.write(path.read_text(encoding="utf-8"))
+        sys.stdout.write(synth.csv_text(df))
     else:
         synth.write_csv(df, output)
         from . import view
 
         view.info(f"wrote {output}: {len(df)} rows, columns {', '.join(map(str, df.columns))}")
-
-
-def yaml_dump(obj) -> str:
-    import yaml
-
-    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
 
 
 def main() -> None:

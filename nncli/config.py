@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
+from .activations import ACTIVATIONS, hidden_activations
 from .errors import ConfigError, did_you_mean
 from .losses import LOSSES
-from .model import INIT_SCHEMES
-from .optim import OPTIMIZERS
+from .model import INITS
+from .optim import OPTIMIZERS, Hyper, hyperparameters
+from .tasks import TASKS, Task
 
 MAX_LAYER_SIZE = 1_000_000
 NAME_RE = re.compile(r"[\w][\w.\-]*\Z")  # used with .match: anchored at both ends, no trailing newline
@@ -107,10 +108,10 @@ class ModelConfig(_Section):
     @classmethod
     def _activation(cls, v):
         for a in [v] if isinstance(v, str) else v:
-            if a == "softmax":
-                raise ValueError("softmax is an output activation only (model.output); hidden layers need one of "
-                                 + ", ".join(HIDDEN_ACTIVATIONS))
-            _choice(a, HIDDEN_ACTIVATIONS, "activation")
+            if a in ACTIVATIONS and not ACTIVATIONS[a].elementwise:
+                raise ValueError(f"{a} is an output activation only (model.output); hidden layers need one of "
+                                 + ", ".join(hidden_activations()))
+            _choice(a, hidden_activations(), "activation")
         return v
 
     @field_validator("output")
@@ -121,9 +122,9 @@ class ModelConfig(_Section):
     @field_validator("init")
     @classmethod
     def _init(cls, v):
-        if v in INIT_SCHEMES or v.endswith(".npz"):
+        if v in INITS or v.endswith(".npz"):
             return v
-        raise ValueError(f"unknown init {v!r}{did_you_mean(v, INIT_SCHEMES)} (valid: {', '.join(INIT_SCHEMES)}, or a path ending in .npz)")
+        raise ValueError(f"unknown init {v!r}{did_you_mean(v, INITS)} (valid: {', '.join(INITS)}, or a path ending in .npz)")
 
     @model_validator(mode="after")
     def _hidden(self):
@@ -145,20 +146,12 @@ class EarlyStopping(_Section):
     min_delta: float = Field(0.0, ge=0, description="smallest decrease of val_loss that counts as improvement")
 
 
-class TrainConfig(_Section):
+class _TrainCore(_Section):
     optimizer: str = Field("sgd", description="sgd | momentum | adam")
     lr: float = Field(gt=0, description="learning rate eta")
     epochs: int = Field(ge=1)
     batch_size: Union[int, Literal["full"]] = Field(32, description="samples per gradient step, or 'full'")
     shuffle: bool = Field(True, description="reshuffle the training rows every epoch")
-    momentum: float = Field(0.9, ge=0, lt=1)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    eps: float = Field(1e-8, gt=0)
-    l2: float = Field(0.0, ge=0, description="weight decay: adds (l2/2) sum ||W_l||^2 to the loss")
-    dtype: Literal["float32", "float64"] = "float32"
-    early_stopping: Optional[EarlyStopping] = None
-    checkpoint_every: Optional[int] = Field(None, ge=1, description="write a resumable checkpoint every K epochs")
 
     @field_validator("optimizer")
     @classmethod
@@ -176,6 +169,29 @@ class TrainConfig(_Section):
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 1:
             raise ValueError(f"must be at least 1 or 'full' (got {v})")
         return v
+
+
+def _hyper_field(h: Hyper):
+    """A config field for an optimizer's hyperparameter, with the bounds it declares."""
+    bounds = {}
+    if h.low is not None:
+        bounds["gt" if h.low_open else "ge"] = h.low
+    if h.high is not None:
+        bounds["lt" if h.high_open else "le"] = h.high
+    return (float, Field(h.default, description=h.doc, **bounds))
+
+
+# The train section: the loop's keys, then every registered optimizer's hyperparameters
+# (declared in nncli.optim, so a new optimizer brings its keys), then the rest.
+TrainConfig = create_model(
+    "TrainConfig",
+    __base__=_TrainCore,
+    **{name: _hyper_field(h) for name, h in hyperparameters().items()},
+    l2=(float, Field(0.0, ge=0, description="weight decay: adds (l2/2) sum ||W_l||^2 to the loss")),
+    dtype=(Literal["float32", "float64"], "float32"),
+    early_stopping=(Optional[EarlyStopping], None),
+    checkpoint_every=(Optional[int], Field(None, ge=1, description="write a resumable checkpoint every K epochs")),
+)
 
 
 class Config(_Section):
@@ -202,14 +218,14 @@ class Config(_Section):
     def _pairing(self):
         loss = LOSSES[self.loss]
         out = self.model.output or loss.default_output
-        if out not in loss.valid_outputs:
+        if out not in loss.valid_outputs():
             raise ValueError(
                 f"model.output '{out}' cannot be used with loss '{self.loss}' "
-                f"(valid: {', '.join(loss.valid_outputs)})"
+                f"(valid: {', '.join(loss.valid_outputs())})"
             )
         if self.train.early_stopping is not None and self.data.val is None and self.data.val_split is None:
             raise ValueError("train.early_stopping watches the validation loss: add data.val or data.val_split")
-        if loss.task != "regression" and len(self.data.targets) > 1:
+        if TASKS[loss.task].is_classifier and len(self.data.targets) > 1:
             raise ValueError(f"loss '{self.loss}' takes one target column; several targets need loss 'mse'")
         return self
 
@@ -219,19 +235,21 @@ class Config(_Section):
         return self.model.output or LOSSES[self.loss].default_output
 
     @property
-    def task(self) -> str:
-        return LOSSES[self.loss].task
+    def task(self) -> Task:
+        return TASKS[LOSSES[self.loss].task]
 
     def warnings(self) -> list[str]:
         """Things that are valid but probably not what the user wants."""
         out = []
-        if "step" in self.model.hidden_activations or self.output == "step":
-            where = "model.activation" if "step" in self.model.hidden_activations else "model.output"
-            out.append(
-                f"{where}: 'step' has derivative 0 wherever it exists, so no gradient passes "
-                "through it and the layers before it cannot learn (LECTURE.md section 3); "
-                "use sigmoid, its soft version"
-            )
+        for where, names in (("model.activation", self.model.hidden_activations), ("model.output", [self.output])):
+            flat = [a for a in dict.fromkeys(names) if ACTIVATIONS[a].zero_gradient]
+            if flat:
+                out.append(
+                    f"{where}: '{flat[0]}' has derivative 0 wherever it exists, so no gradient passes "
+                    "through it and the layers before it cannot learn (LECTURE.md section 3)"
+                    + ("; use sigmoid, its soft version" if flat[0] == "step" else "")
+                )
+                break
         return out
 
     def to_dict(self) -> dict:
@@ -241,7 +259,9 @@ class Config(_Section):
 # ---------------------------------------------------------------------- loading
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str, schema: type[BaseModel]) -> str:
+    """One line for a pydantic error of any config schema: the source, the key path, the
+    problem; an unknown key gets a "did you mean" and the valid keys of its section."""
     # an unknown key first: a misspelled key also makes its correct spelling "missing"
     errs = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
     e = errs[0]
@@ -249,7 +269,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     path = ".".join(loc)
     typ = e["type"]
     if typ == "extra_forbidden":
-        parent = _section_for(loc[:-1])
+        parent = _section_for(schema, loc[:-1])
         valid = list(parent.model_fields) if parent else []
         msg = f"unknown key{did_you_mean(loc[-1], valid)}"
         # the correctly spelled key is then "missing" too: that is the same problem, not another
@@ -275,8 +295,8 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: {path + ': ' if path else ''}{msg}{more}"
 
 
-def _section_for(loc: list[str]):
-    model: Any = Config
+def _section_for(schema: type[BaseModel], loc: list[str]):
+    model: Any = schema
     for part in loc:
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
         if field is None:
@@ -383,7 +403,7 @@ def config_from_dict(raw: Any, source: str, overrides: Optional[list[str]] = Non
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, source)) from None
+        raise ConfigError(format_validation_error(e, source, Config)) from None
 
 
 def load_config(path: Path | str, overrides: Optional[list[str]] = None) -> Config:

@@ -31,7 +31,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .losses import LOSSES
-from .model import MLP, Workspace
+from .model import MLP
 
 DEFAULT_EPS = 1e-6
 DEFAULT_TOL = 1e-6
@@ -84,9 +84,9 @@ class GradcheckReport:
         return d
 
 
-def _kink_pattern(model: MLP, ws: Workspace) -> list[np.ndarray]:
-    """Which side of 0 every pre-activation of a kinked layer is on."""
-    return [ws.Z[l] > 0 if act.name != "step" else ws.Z[l] >= 0 for l, act in enumerate(model.acts) if act.has_kink]
+def _kink_pattern(model: MLP, Z: list[np.ndarray]) -> list[np.ndarray]:
+    """The sign (-1, 0, 1) of every pre-activation of a layer whose activation has a kink at 0."""
+    return [np.sign(z) for z, act in zip(Z, model.acts) if act.has_kink]
 
 
 def gradcheck(
@@ -118,16 +118,15 @@ def gradcheck(
     else:
         grads = grad_fn(m, X, Y, loss, l2)
     rng = rng if rng is not None else np.random.default_rng(0)
-    ws = Workspace(m, X.shape[0])
     kinked = any(a.has_kink for a in m.acts)
-    floor = tiny * max(1.0, abs(m.loss(X, Y, loss, l2)))
+    floor = tiny * max(1.0, abs(m.objective(X, Y, loss, l2)))
 
     def E_at() -> tuple[float, list]:
-        A = m.forward(X, ws)
-        E = loss.value(Y, A, ws.Z[-1], m.output)
+        m.forward(X)
+        E = m.loss(Y, loss)
         if l2:
             E += 0.5 * l2 * sum(float(np.sum(W * W)) for W in m.W)
-        return E, (_kink_pattern(m, ws) if kinked else [])
+        return E, (_kink_pattern(m, m.pre_activations()) if kinked else [])
 
     checks = []
     for (name, P), G in zip(m.params(), grads):
@@ -173,10 +172,10 @@ def gradcheck(
     if promoted:
         notes.append(f"the {promoted} model was promoted to float64 for the check")
     acts = [a.name for a in m.acts]
-    if "step" in acts:
+    for a in dict.fromkeys(a for a in m.acts if a.zero_gradient):
         notes.append(
-            "step: its derivative is zero wherever it exists, so no gradient flows through it "
-            "and every layer before a step layer gets a zero gradient (LECTURE.md section 3)"
+            f"{a.name}: its derivative is zero wherever it exists, so no gradient flows through it "
+            f"and every layer before a {a.name} layer gets a zero gradient (LECTURE.md section 3)"
         )
     if any(t.kinks for t in checks):
         notes.append(
@@ -227,17 +226,18 @@ def check_target(
         raise ConfigError("--max-elements must be at least 1")
     target = Path(target)
     if target.is_dir():
-        from .data import read_csv
+        from .data import read_labelled_csv
         from .runs import load_run
 
         if overrides:
             raise ConfigError("--set applies to a config file, not to a run directory")
         run = load_run(target, require_complete=False)
         cfg, prep, model = run.config, run.prep, run.model
-        df = read_csv(cfg.data.train, "data.train", str_columns=prep.str_columns(), required=prep.features + prep.targets)
-        src = f"data.train {cfg.data.train}"
-        X = prep.encode_features(df, src)
-        Y = prep.encode_targets(df, src)
+        df, src = read_labelled_csv(cfg.data.train, "data.train", prep)
+        if run.splits is not None and run.splits["n_rows"] == len(df):
+            df = df.iloc[run.splits["train"]]  # the training rows only, as saved with the run
+        X = prep.transform(df, src)
+        Y = prep.transform_targets(df, src)
         what = f"run {target} (trained weights)"
     else:
         from .config import load_config

@@ -14,7 +14,8 @@ from typing import Optional
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, RunError, did_you_mean
+from .runs import CHECKPOINT, RunDir
 
 LOWER_IS_BETTER = ("loss", "seconds", "mse", "rmse", "mae")
 
@@ -32,32 +33,20 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def read_run(path: Path) -> dict:
     """The listing row of one run directory; raises ValueError if it cannot be read."""
-    cfg_path = path / "config.yaml"
-    if not cfg_path.exists():
-        raise ValueError("no config.yaml (not a run directory)")
-    try:
-        cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"config.yaml unreadable ({type(e).__name__})") from None
-    if not isinstance(cfg, dict):
-        raise ValueError("config.yaml is not a mapping")
+    rd = RunDir(path)
+    cfg = rd.read_config_raw()
     row = {"id": path.name, "name": cfg.get("name"), "status": "incomplete", "epochs": None}
-    summary_path = path / "summary.json"
-    if summary_path.exists():
-        try:
-            s = json.loads(summary_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f"summary.json unreadable ({type(e).__name__})") from None
+    try:
+        s = rd.read_summary()
+    except RunError as e:
+        raise ValueError(f"summary.json unreadable ({e})") from None
+    if s is not None:
         row["status"] = s.get("status", "?")
         row["epochs"] = s.get("epochs_run")
-        for k, v in (s.get("metrics") or {}).items():
-            if k != "rows":
-                row[k] = v
-        for k, v in (s.get("val_metrics") or {}).items():
-            if k != "rows":
-                row[f"val_{k}"] = v
+        for prefix, key in (("", "metrics"), ("val_", "val_metrics")):
+            row.update({f"{prefix}{k}": v for k, v in (s.get(key) or {}).items() if k != "rows"})
         row["seconds"] = s.get("train_seconds")
-    elif (path / "checkpoint.npz").exists():
+    elif rd.exists(CHECKPOINT):
         row["status"] = "interrupted"
     row["_config"] = _flatten(cfg)
     return row
@@ -121,8 +110,6 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
             col = df[key]
         else:
             valid = sorted(set(df.columns) | set(configs.columns))
-            from .errors import did_you_mean
-
             raise ConfigError(f"--where {w}: unknown key '{key}'{did_you_mean(key, valid)}")
         conditions.append(_equals(col, value))
     if conditions:
@@ -137,8 +124,6 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
                      df[metric_cols].reset_index(drop=True)], axis=1)
     if sort:
         if sort not in out.columns:
-            from .errors import did_you_mean
-
             raise ConfigError(f"--sort {sort}: no such column{did_you_mean(sort, list(out.columns))} (columns: {', '.join(out.columns)})")
         ascending = any(t in sort for t in LOWER_IS_BETTER)
         # completed runs rank before diverged, interrupted and incomplete ones

@@ -1,43 +1,52 @@
 """Loss functions E(y, y_hat) (LECTURE.md section 4) and the output activations they pair with.
 
-Every loss is a scalar: the mean over the batch of the per-sample loss. Shapes:
-``Y``, ``A``, ``Z``: (n_samples, K) for the targets, the output activations y_hat and the
+Every loss is a scalar: the mean over the batch of the per-sample loss. Shapes: ``Y``,
+``A``, ``Z``: (n_samples, K) for the targets, the output activations y_hat = a_L and the
 output pre-activations z_L.
 
-Each entry offers
-- ``value(Y, A, Z, output)``: the mean loss. For the matching output activation it is
-  computed from the logits Z (log-sum-exp / softplus), so it stays finite at |z| = 1000.
-- ``grad(Y, A)``: dE/dy_hat for one batch (already divided by n), used with any other output
-  activation through the full chain rule.
-- the output activations that are valid with it, and the one it defaults to. For the
-  matching pair the output delta is fused into the lecture's delta_L = (y_hat - y) / n.
+Each entry of the registry states
+- ``value(Y, A)``: the plain formula, as the lecture writes it;
+- ``grad(Y, A)``: dE/dy_hat for the batch (already divided by n), which backpropagation
+  combines with any output activation through the chain rule;
+- ``logits``: optionally, the same loss written in terms of z_L for one output activation
+  (``logits_output``): log-sum-exp or softplus, finite at |z| = 1000 where the plain
+  formula would take log(0). It is used exactly when the network's output is that one;
+- ``shortcut_output``: the output activation for which the output delta simplifies to
+  the lecture's delta_L = (y_hat - y) / n (sigmoid + BCE, softmax + cross-entropy,
+  identity + quadratic cost). Any other output goes through the full chain rule.
+- ``outputs``: the output activations it may be used with (None: any), and the default.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
-# Probabilities are clipped to [EPS, 1 - EPS] only where a loss must take log(y_hat) of an
-# activation other than its matching one.
+from .activations import ACTIVATIONS, const
+
+# Probabilities are clipped to [EPS, 1 - EPS] only where the plain formula takes log(y_hat).
 _TINY = {np.dtype(np.float32): 1e-7, np.dtype(np.float64): 1e-15}
 
 
-def bce_value(Y, A, Z, output):
-    """E = -y log(y_hat) - (1 - y) log(1 - y_hat), mean over samples.
-
-    With a sigmoid output, y_hat = s(z) and E = softplus(z) - y z exactly, which never
-    takes the log of 0.
-    """
-    n = Y.shape[0]
-    if output == "sigmoid":
-        # -y log s(z) - (1 - y) log(1 - s(z)) = log(1 + e^z) - y z, with log(1 + e^z) = logaddexp(0, z)
-        return float((np.logaddexp(0, Z) - Y * Z).sum() / n)
+def bce(Y, A):
+    """E = -y log(y_hat) - (1 - y) log(1 - y_hat), mean over samples."""
     eps = _TINY[A.dtype]
     P = np.clip(A, eps, 1 - eps)
-    return float(-np.sum(Y * np.log(P) + (1 - Y) * np.log(1 - P)) / n)
+    return float(-np.sum(Y * np.log(P) + (1 - Y) * np.log(1 - P)) / Y.shape[0])
+
+
+def bce_logits(Y, Z, scratch=None):
+    """BCE with y_hat = sigmoid(z): -y log s(z) - (1 - y) log(1 - s(z)) = log(1 + e^z) - y z,
+    with log(1 + e^z) = logaddexp(0, z), which never takes the log of 0.
+
+    ``scratch``: two arrays shaped like Z for the per-element terms (else allocated).
+    """
+    T, U = scratch if scratch is not None else (np.empty_like(Z), np.empty_like(Z))
+    np.logaddexp(const(0.0, Z.dtype), Z, T)
+    np.subtract(T, np.multiply(Y, Z, U), T)
+    return float(np.add.reduce(T, None) / Y.shape[0])
 
 
 def bce_grad(Y, A):
@@ -46,59 +55,75 @@ def bce_grad(Y, A):
     return (P - Y) / (P * (1 - P)) / Y.shape[0]
 
 
-def ce_value(Y, A, Z, output):
-    """E = -sum_j y_j log(y_hat_j), mean over samples.
-
-    With a softmax output, log y_hat_j = z_j - logsumexp(z), computed with the max shift.
-    """
-    n = Y.shape[0]
-    if output == "softmax":
-        m = Z.max(axis=1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(Z - m).sum(axis=1))  # log sum_k e^{z_k}, shifted by max z
-        return float(lse.sum() / n - (Y * Z).sum() / n)
+def cross_entropy(Y, A):
+    """E = -sum_j y_j log(y_hat_j), mean over samples."""
     eps = _TINY[A.dtype]
-    return float(-np.sum(Y * np.log(np.clip(A, eps, 1))) / n)
+    return float(-np.sum(Y * np.log(np.clip(A, eps, 1))) / Y.shape[0])
 
 
-def ce_grad(Y, A):
+def cross_entropy_logits(Y, Z, scratch=None):
+    """Cross-entropy with y_hat = softmax(z): log y_hat_j = z_j - log sum_k e^{z_k}, where the
+    log-sum-exp is shifted by max_k z_k so that exp never overflows."""
+    n = Y.shape[0]
+    m = Z.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(Z - m).sum(axis=1))  # log sum_k e^{z_k}
+    T = scratch[0] if scratch is not None else np.empty_like(Z)
+    return float(lse.sum() / n - np.add.reduce(np.multiply(Y, Z, T), None) / n)
+
+
+def cross_entropy_grad(Y, A):
     eps = _TINY[A.dtype]
     return -Y / np.clip(A, eps, 1) / Y.shape[0]
 
 
-def mse_value(Y, A, Z, output):
+def quadratic(Y, A):
     """The quadratic cost E = 1/2 sum_j (y_j - y_hat_j)^2, mean over samples."""
     D = A - Y
     return float(0.5 * (D * D).sum() / Y.shape[0])
 
 
-def mse_grad(Y, A):
+def quadratic_grad(Y, A):
     return (A - Y) / Y.shape[0]
 
 
 @dataclass(frozen=True)
 class Loss:
     name: str
-    value: Callable
-    grad: Callable
-    default_output: str  # the matching output activation: delta_L = (y_hat - y) / n
-    valid_outputs: tuple[str, ...]
-    task: str  # "binary", "multiclass" or "regression"
+    value: Callable  # value(Y, A): the plain formula
+    grad: Callable  # grad(Y, A): dE/dy_hat, divided by n
+    task: str  # a key of nncli.tasks.TASKS
+    default_output: str
     description: str
+    outputs: Optional[tuple[str, ...]] = None  # valid output activations; None: any
+    logits: Optional[Callable] = None  # logits(Y, Z, scratch=None): the stable form for logits_output
+    logits_output: Optional[str] = None
+    shortcut_output: Optional[str] = None  # delta_L = (y_hat - y) / n holds for this output
+
+    def valid_outputs(self) -> tuple[str, ...]:
+        return self.outputs if self.outputs is not None else tuple(ACTIVATIONS)
+
+    def mean(self, Y, A, Z, output: str, scratch=None) -> float:
+        """E over the batch: from the logits Z when ``output`` is the one the stable form is
+        written for, else from A = y_hat with the plain formula."""
+        if self.logits is not None and output == self.logits_output:
+            return self.logits(Y, Z, scratch)
+        return self.value(Y, A)
 
 
 LOSSES: dict[str, Loss] = {
     "bce": Loss(
-        "bce", bce_value, bce_grad, "sigmoid", ("sigmoid",), "binary",
+        "bce", bce, bce_grad, "binary", "sigmoid",
         "binary cross-entropy; one output unit, targets with two classes",
+        outputs=("sigmoid",), logits=bce_logits, logits_output="sigmoid", shortcut_output="sigmoid",
     ),
     "cross_entropy": Loss(
-        "cross_entropy", ce_value, ce_grad, "softmax", ("softmax",), "multiclass",
+        "cross_entropy", cross_entropy, cross_entropy_grad, "multiclass", "softmax",
         "softmax cross-entropy with one-hot targets; one output unit per class",
+        outputs=("softmax",), logits=cross_entropy_logits, logits_output="softmax", shortcut_output="softmax",
     ),
     "mse": Loss(
-        "mse", mse_value, mse_grad, "identity",
-        ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "step"),
-        "regression",
+        "mse", quadratic, quadratic_grad, "regression", "identity",
         "the quadratic cost 1/2 sum_j (y_j - y_hat_j)^2; numeric targets",
+        shortcut_output="identity",
     ),
 }

@@ -30,8 +30,9 @@ def _save(fig, path: Path, tight: bool = True) -> Path:
     """Write fig as PNG atomically. ``tight`` fits the margins to the labels, at the price of
     drawing the figure twice; the per-run pictures use fixed margins instead (their labels
     have known extents), which saves about 0.1 s of every ``nncli train``."""
-    from .runs import atomic_write_bytes
     import io
+
+    from .csvio import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight" if tight else None)
@@ -58,7 +59,7 @@ def loss_plot(epochs, loss, val_loss, path: Path, title: str = "") -> Path:
 
 
 def can_draw_boundary(prep) -> bool:
-    return prep.is_classifier and len(prep.features) == 2 and not prep.categories
+    return prep.task.is_classifier and len(prep.features) == 2 and not prep.categories
 
 
 def boundary_spec(model, prep, X_raw: np.ndarray, labels: np.ndarray) -> dict:
@@ -73,11 +74,11 @@ def boundary_spec(model, prep, X_raw: np.ndarray, labels: np.ndarray) -> dict:
     g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID)
     G0, G1 = np.meshgrid(g0, g1)
     A = model.predict((np.column_stack([G0.ravel(), G1.ravel()]) - prep.x_mean) / prep.x_std)
-    binary = prep.task == "binary"
-    codes = (A[:, 0] >= 0.5).astype(np.int64) if binary else np.argmax(A, axis=1)
+    codes = prep.task.predicted_codes(A)
     return {
         "g0": g0, "g1": g1, "codes": codes.reshape(G0.shape),
-        "p": A[:, 0].reshape(G0.shape) if binary else None,  # y_hat, for the y_hat = 1/2 contour
+        # y_hat = P(class 1), for the y_hat = 1/2 contour (one output unit: the binary task)
+        "p": A[:, 0].reshape(G0.shape) if prep.n_outputs == 1 else None,
         "X": np.asarray(X_raw, np.float64), "labels": np.asarray(labels, np.int64),
         "classes": [str(c) for c in prep.classes], "features": list(prep.features[:2]), "target": prep.targets[0],
     }
@@ -155,25 +156,25 @@ def render(spec: dict) -> list[Path]:
     return out
 
 
-def draw_run(run_dir: Path, run=None) -> list[Path]:
+def draw_run(run_dir: Path) -> list[Path]:
     """(Re)draw loss.png and, where it applies, decision_boundary.png of a run directory,
-    from its files (metrics.csv, the model and the training CSV)."""
-    import csv
-
-    from .data import read_train_csv, split_rows
+    from its files: metrics.csv, the model, and the training rows saved in splits.npz."""
+    from .data import read_train_csv
+    from .errors import RunError
     from .runs import load_run
 
-    run_dir = Path(run_dir)
-    run = run or load_run(run_dir, require_complete=False)
-    with open(run_dir / "metrics.csv", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    run = load_run(run_dir, require_complete=False)
+    rows = run.dir.read_metrics()
     history = ([int(r["epoch"]) for r in rows], [float(r["loss"]) for r in rows],
                [float(r["val_loss"]) for r in rows] if rows and "val_loss" in rows[0] else None)
     prep, X_raw, codes = run.prep, None, None
     if can_draw_boundary(prep):
         df, source = read_train_csv(run.config, prep.str_columns())
-        rows_, _, _ = split_rows(run.config, df, np.random.default_rng(run.config.seed), source)
-        df = df.iloc[rows_]
+        if run.splits is not None:
+            if run.splits["n_rows"] != len(df):
+                raise RunError(f"{source}: has {len(df)} rows, but the run was trained on {run.splits['n_rows']}; "
+                               "the file changed since training")
+            df = df.iloc[run.splits["train"]]
         X_raw = np.column_stack([df[f].to_numpy(dtype=np.float64) for f in prep.features])
         codes = prep.label_codes(df[prep.targets[0]], source)
-    return render(run_spec(run_dir, run.config.name, history, run.model, prep, X_raw, codes))
+    return render(run_spec(run.path, run.config.name, history, run.model, prep, X_raw, codes))

@@ -1,105 +1,40 @@
-"""The run directory: unique creation, atomic writes, and loading a run back.
+"""The run directory, both ways: every file of a run is written and read back here.
 
-runs/<id>/
+runs/<YYYYmmdd-HHMMSS>-<name>-<4 hex>/
   config.yaml      the resolved config, every default filled in (train it again to reproduce)
+  preprocess.json  the feature layout: columns, categories, targets, task, labels
+  splits.npz       row indices of data.train in each split (train, val, test) and the row count
   metrics.csv      one row per epoch
   model.npz        W1..WL (n_out, n_in), b1..bL, x_mean/x_std, classes; no pickles
-  preprocess.json  the feature layout: columns, categories, targets, task, labels
+  checkpoint.npz   while a run is interrupted: everything needed to resume it bit for bit
   summary.json     written last: a run without it is incomplete
+  eval*.json, *.png  reports and pictures of later commands
 
-Every file is written atomically (temporary file in the same directory, flush, fsync,
-os.replace), so a crash in the middle of a save leaves the previous version intact.
+Every file is written atomically (:func:`nncli.csvio.atomic_file`), so a crash in the
+middle of a save leaves the previous version intact. Other modules never build these
+paths or parse these files themselves: they ask a :class:`RunDir`.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
-import math
 import os
 import secrets
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from .errors import RunError
+from .csvio import atomic_write_text, write_json, write_npz, write_rows
+from .errors import ConfigError, RunError
 
-SUMMARY = "summary.json"
-
-
-# ---------------------------------------------------------------------- atomic files
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd = None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-        os.close(fd)
-        fd = None
-        os.replace(tmp, path)
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"cannot write {type(o).__name__} as JSON")
-
-
-def _clean(o):
-    """NaN and infinities become null: summary files must be strict JSON."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    return o
-
-
-def to_json(obj) -> str:
-    return json.dumps(_clean(obj), indent=2, ensure_ascii=False, default=_json_default) + "\n"
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, to_json(obj))
-
-
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def write_csv(path: Path, header: list[str], rows) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
-# ---------------------------------------------------------------------- creation
+CONFIG, PREPROCESS, SPLITS, METRICS = "config.yaml", "preprocess.json", "splits.npz", "metrics.csv"
+MODEL, CHECKPOINT, SUMMARY = "model.npz", "checkpoint.npz", "summary.json"
+SPLIT_NAMES = ("train", "val", "test")
 
 
 def create_run_dir(runs_dir: Path | str, name: str) -> Path:
@@ -130,74 +65,6 @@ def create_run_dir(runs_dir: Path | str, name: str) -> Path:
     raise RunError(f"could not find a free run directory name in {runs_dir}")
 
 
-# ---------------------------------------------------------------------- loading
-
-
-@dataclass
-class Run:
-    path: Path
-    config: object  # nncli.config.Config
-    prep: object  # nncli.data.Preprocessor
-    model: object  # nncli.model.MLP
-    summary: dict
-
-
-def load_run(run_dir: Path | str, require_complete: bool = True) -> Run:
-    """Config + Preprocessor + MLP from a run directory; RunError naming the problem."""
-    from .config import config_from_dict, read_yaml
-    from .data import Preprocessor
-    from .errors import ConfigError
-    from .model import MLP, load_weights
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run directory")
-    summary_path = run_dir / SUMMARY
-    summary: dict = {}
-    if summary_path.exists():
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise RunError(f"{summary_path}: corrupt JSON ({e})") from None
-    elif require_complete:
-        raise RunError(f"{run_dir}: incomplete run (no {SUMMARY}); it was interrupted or is still training")
-    try:
-        cfg = config_from_dict(read_yaml(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
-    except ConfigError as e:
-        raise RunError(str(e)) from None
-    try:
-        meta = json.loads((run_dir / "preprocess.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{run_dir}: preprocess.json is missing") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise RunError(f"{run_dir / 'preprocess.json'}: corrupt JSON ({e})") from None
-    npz = run_dir / "model.npz"
-    sizes = cfg.model.layers
-    if any(s == "auto" for s in sizes):
-        raise RunError(f"{run_dir / 'config.yaml'}: model.layers still says 'auto'; not a saved run config")
-    try:
-        W, b = load_weights(npz, sizes, what="model")
-        with np.load(npz, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("x_mean", "x_std", "classes") if k in z.files}
-        prep = Preprocessor.from_saved(meta, arrays)
-    except ConfigError as e:
-        raise RunError(str(e)) from None
-    except (KeyError, ValueError, TypeError) as e:
-        raise RunError(f"{npz}: does not match preprocess.json ({e})") from None
-    if prep.n_inputs != sizes[0] or prep.n_outputs != sizes[-1]:
-        raise RunError(f"{run_dir}: model sizes {sizes} do not match the saved preprocessing")
-    dtype = cfg.train.dtype
-    model = MLP([w.astype(dtype) for w in W], [x.astype(dtype) for x in b], cfg.model.hidden_activations, cfg.output)
-    return Run(run_dir, cfg, prep, model, summary)
-
-
-def find_runs(runs_dir: Path | str) -> list[Path]:
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
-    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def versions() -> dict:
     import platform
 
@@ -206,9 +73,191 @@ def versions() -> dict:
     return {"nncli": __version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
-def write_summary(run_dir: Path, summary: dict) -> None:
-    write_json(Path(run_dir) / SUMMARY, summary)
+class RunDir:
+    """One run directory: a write method and a read method for each of its files."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, runs_dir: Path | str, name: str) -> "RunDir":
+        return cls(create_run_dir(runs_dir, name))
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self, name: str) -> bool:
+        return (self.path / name).exists()
+
+    # -------------------------------------------------------------- config.yaml
+    def write_config(self, cfg) -> None:
+        from .config import dump_config
+
+        atomic_write_text(self / CONFIG, dump_config(cfg))
+
+    def read_config_raw(self) -> dict:
+        """config.yaml as a plain mapping, unvalidated (for listings); ValueError if unreadable."""
+        from .config import read_yaml
+
+        if not self.exists(CONFIG):
+            raise ValueError("no config.yaml (not a run directory)")
+        try:
+            raw = read_yaml(self / CONFIG)
+        except ConfigError as e:
+            raise ValueError(f"config.yaml unreadable ({e})") from None
+        if not isinstance(raw, dict):
+            raise ValueError("config.yaml is not a mapping")
+        return raw
+
+    def read_config(self):
+        """The validated Config; RunError if it is missing or invalid."""
+        from .config import config_from_dict, read_yaml
+
+        try:
+            return config_from_dict(read_yaml(self / CONFIG), str(self / CONFIG))
+        except ConfigError as e:
+            raise RunError(str(e)) from None
+
+    # -------------------------------------------------------------- preprocess.json + model.npz
+    def write_preprocess(self, prep) -> None:
+        write_json(self / PREPROCESS, prep.to_json())
+
+    def write_model(self, model, prep) -> None:
+        write_npz(self / MODEL, {**model.arrays(), **prep.arrays()})
+
+    def read_model(self, cfg):
+        """(Preprocessor, MLP) saved with the run, checked against each other and ``cfg``."""
+        from .model import MLP, load_weights
+        from .preprocess import Preprocessor
+
+        meta = self._read_json(PREPROCESS, required=True)
+        sizes = cfg.model.layers
+        if any(s == "auto" for s in sizes):
+            raise RunError(f"{self / CONFIG}: model.layers still says 'auto'; not a saved run config")
+        try:
+            W, b = load_weights(self / MODEL, sizes, what="model")
+            with np.load(self / MODEL, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in ("x_mean", "x_std", "classes") if k in z.files}
+            prep = Preprocessor.from_json(meta, arrays)
+        except ConfigError as e:
+            raise RunError(str(e)) from None
+        except (KeyError, ValueError, TypeError) as e:
+            raise RunError(f"{self / MODEL}: does not match {PREPROCESS} ({e})") from None
+        if prep.n_inputs != sizes[0] or prep.n_outputs != sizes[-1]:
+            raise RunError(f"{self.path}: model sizes {sizes} do not match the saved preprocessing")
+        dtype = cfg.train.dtype
+        model = MLP([w.astype(dtype) for w in W], [x.astype(dtype) for x in b], cfg.model.hidden_activations, cfg.output)
+        return prep, model
+
+    # -------------------------------------------------------------- splits.npz
+    def write_splits(self, rows: dict[str, np.ndarray], n_rows: int) -> None:
+        write_npz(self / SPLITS, {**{k: np.asarray(v, np.int64) for k, v in rows.items()}, "n_rows": np.int64(n_rows)})
+
+    def read_splits(self) -> Optional[dict[str, Any]]:
+        """{"train": rows, "val": rows, "test": rows (those there are), "n_rows": n}, or None
+        for a run saved before split indices were kept."""
+        if not self.exists(SPLITS):
+            return None
+        try:
+            with np.load(self / SPLITS, allow_pickle=False) as z:
+                out = {k: np.asarray(z[k]) for k in SPLIT_NAMES if k in z.files}
+                out["n_rows"] = int(z["n_rows"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise RunError(f"{self / SPLITS}: unreadable ({type(e).__name__}: {e})") from None
+        for k in SPLIT_NAMES:
+            v = out.get(k)
+            if v is not None and (v.ndim != 1 or v.dtype.kind not in "iu" or (len(v) and (v.min() < 0 or v.max() >= out["n_rows"]))):
+                raise RunError(f"{self / SPLITS}: '{k}' is not a list of row numbers below {out['n_rows']}")
+        return out
+
+    # -------------------------------------------------------------- metrics.csv
+    def write_metrics(self, history, metric: str, has_val: bool) -> None:
+        header = ["epoch", "loss", metric] + (["val_loss", f"val_{metric}"] if has_val else [])
+        rows = []
+        for r in history:
+            row = [r.epoch, repr(float(r.loss)), repr(float(r.metric))]
+            if has_val:
+                row += [repr(float(r.val_loss)), repr(float(r.val_metric))]
+            rows.append(row)
+        write_rows(self / METRICS, header, rows)
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        """One dict per epoch, the cells as written."""
+        try:
+            with open(self / METRICS, encoding="utf-8") as fh:
+                return list(csv.DictReader(fh))
+        except FileNotFoundError:
+            raise RunError(f"{self.path}: {METRICS} is missing") from None
+
+    # -------------------------------------------------------------- checkpoint.npz
+    def write_checkpoint(self, arrays: dict[str, np.ndarray]) -> None:
+        write_npz(self / CHECKPOINT, arrays)
+
+    def read_checkpoint(self) -> dict[str, np.ndarray]:
+        if not self.exists(CHECKPOINT):
+            raise RunError(f"{self.path}: no {CHECKPOINT} to resume from (runs are checkpointed when interrupted, "
+                           "and every train.checkpoint_every epochs)")
+        try:
+            with np.load(self / CHECKPOINT, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise RunError(f"{self / CHECKPOINT}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+
+    def remove_checkpoint(self) -> None:
+        (self / CHECKPOINT).unlink(missing_ok=True)
+
+    # -------------------------------------------------------------- summary.json
+    def write_summary(self, summary: dict) -> None:
+        write_json(self / SUMMARY, summary)
+
+    def read_summary(self) -> Optional[dict]:
+        """summary.json, or None for an incomplete run; RunError if it is not JSON."""
+        return self._read_json(SUMMARY, required=False)
+
+    def clear_summary(self) -> None:
+        """Mark the run incomplete again (a resumed run, until it finishes)."""
+        (self / SUMMARY).unlink(missing_ok=True)
+
+    # -------------------------------------------------------------- reports
+    def write_report(self, name: str, report: dict) -> Path:
+        write_json(self / name, report)
+        return self / name
+
+    def _read_json(self, name: str, required: bool):
+        try:
+            return json.loads((self / name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if required:
+                raise RunError(f"{self.path}: {name} is missing") from None
+            return None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RunError(f"{self / name}: corrupt JSON ({e})") from None
 
 
-def optional_float(x) -> Optional[float]:
-    return None if x is None else float(x)
+@dataclass
+class Run:
+    """A run loaded back: its directory, config, preprocessing, model, summary and split rows."""
+
+    dir: RunDir
+    config: Any  # nncli.config.Config
+    prep: Any  # nncli.preprocess.Preprocessor
+    model: Any  # nncli.model.MLP
+    summary: dict
+    splits: Optional[dict]
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+
+def load_run(run_dir: Path | str, require_complete: bool = True) -> Run:
+    """Config + Preprocessor + MLP + split rows from a run directory; RunError naming the problem."""
+    rd = RunDir(run_dir)
+    if not rd.path.is_dir():
+        raise RunError(f"{rd.path}: no such run directory")
+    summary = rd.read_summary()
+    if summary is None and require_complete:
+        raise RunError(f"{rd.path}: incomplete run (no {SUMMARY}); it was interrupted or is still training")
+    cfg = rd.read_config()
+    prep, model = rd.read_model(cfg)
+    return Run(rd, cfg, prep, model, summary or {}, rd.read_splits())

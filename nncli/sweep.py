@@ -36,8 +36,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import _format_validation_error, load_config, read_yaml
+from .config import NAME_RE, format_validation_error, load_config, read_yaml
+from .csvio import atomic_write_text, write_rows
 from .errors import ConfigError
+from .runs import create_run_dir
 
 
 class _RandomSpec(BaseModel):
@@ -76,7 +78,7 @@ def load_sweep(path: Path | str) -> SweepSpec:
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, str(path)).replace("valid keys here: name, seed, data, model, loss, train", "valid keys: base, name, grid, random, metric, plots")) from None
+        raise ConfigError(format_validation_error(e, str(path), SweepSpec)) from None
     # YAML 1.1 reads 1e-3 and 1.0e37 as text; grid values that are numbers become numbers
     spec.grid = {k: [_number_or_value(v) for v in values] for k, values in spec.grid.items()}
     if not spec.grid and spec.random is None:
@@ -208,3 +210,70 @@ def validate_points(spec: SweepSpec, pts: list[dict]) -> None:
             load_config(spec.base, overrides)
         except ConfigError as e:
             raise ConfigError(f"sweep point {i + 1} ({', '.join(overrides)}): {e}") from None
+
+
+# ---------------------------------------------------------------------- a whole sweep
+
+RANKING_DEFAULTS = ("val_accuracy", "val_r2", "accuracy", "r2", "loss")
+
+
+@dataclass
+class Sweep:
+    """A validated sweep, ready to run: its points, directory and tasks."""
+
+    spec: SweepSpec
+    name: str
+    dir: Path
+    tasks: list[Task]
+    failed: list[Task]
+    stopped: bool = False
+
+    @classmethod
+    def create(cls, path: Path | str, runs_dir: Path | str) -> "Sweep":
+        """Validate every point of the sweep file, then create the sweep directory with sweep.yaml."""
+        import yaml
+
+        path = Path(path)
+        spec = load_sweep(path)
+        pts = points(spec)
+        validate_points(spec, pts)
+        name = spec.name or path.stem
+        if not NAME_RE.match(name):
+            raise ConfigError(f"{path}: name {name!r} is not valid: use letters, digits, '.', '_' and '-'")
+        sweep_dir = create_run_dir(runs_dir, name)
+        atomic_write_text(sweep_dir / "sweep.yaml", yaml.safe_dump({"sweep": spec.model_dump(mode="json"), "points": pts},
+                                                                  sort_keys=False, allow_unicode=True))
+        tasks = [Task(i, command(spec, p, sweep_dir, f"{name}-{i + 1:03d}"), p) for i, p in enumerate(pts)]
+        return cls(spec, name, sweep_dir, tasks, [])
+
+    def run(self, executor: Executor, on_done: Callable[[Task, str], None]) -> None:
+        """Run every task on ``executor``; ``on_done(task, status)`` as each finishes."""
+
+        def done(t: Task) -> None:
+            if t.returncode not in (0, 130):
+                self.failed.append(t)
+            on_done(t, task_status(t))
+
+        executor.run(self.tasks, done)
+        self.stopped = getattr(executor, "stopping", False)
+
+    def results(self):
+        """(the ranked listing of the sweep's runs, the ranking metric); saved as results.csv."""
+        from .listing import list_runs
+
+        df, _ = list_runs(self.dir)
+        metric = self.spec.metric or next((m for m in RANKING_DEFAULTS if m in df.columns), None)
+        if metric is not None and metric in df.columns:
+            df, _ = list_runs(self.dir, sort=metric)
+        write_rows(self.dir / "results.csv", list(map(str, df.columns)),
+                   df.astype(object).where(df.notna(), "").values.tolist())
+        return df, metric
+
+
+def task_status(t: Task) -> str:
+    """'completed', 'interrupted', 'failed' or 'failed (exit N)', with the run's last message."""
+    if t.returncode == 0:
+        return "completed"
+    status = {1: "failed", 130: "interrupted"}.get(t.returncode, f"failed (exit {t.returncode})")
+    msg = (t.stderr.strip().splitlines() or [""])[-1]
+    return status + (f": {msg}" if msg else "")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -259,44 +258,19 @@ def _format_float(value: float) -> str:
     return float.__repr__(float(value))
 
 
-def write_csv(df: "pandas.DataFrame", path) -> None:
-    """Write df to path as CSV (header, no index, '\\n' line ends), atomically.
+def csv_text(df: "pandas.DataFrame") -> str:
+    """df as CSV text (header, no index, '\\n' line ends). Floats are written so that they
+    read back bit for bit; integer columns (labels) stay integers."""
+    return df.to_csv(index=False, lineterminator="\n", float_format=_format_float)
 
-    The rows go to a temporary file in the same directory, which is flushed, fsynced and
-    then renamed over path, so readers see the old file or the new one, never half of
-    one. Floats are written so that they read back bit for bit; integer columns (labels)
-    stay integers. Raises DataError if the file cannot be written.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = None
+
+def write_csv(df: "pandas.DataFrame", path) -> None:
+    """Write df to path as CSV, atomically (:func:`nncli.csvio.atomic_file`): readers see
+    the old file or the new one, never half of one. Raises DataError if it cannot be written."""
+    from .csvio import atomic_file
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                   dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            df.to_csv(f, index=False, lineterminator="\n", float_format=_format_float)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-        tmp = None
+        with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(csv_text(df))
     except OSError as e:
-        raise DataError(f"{path}: cannot write: {e.strerror or e}") from e
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    try:  # make the rename itself durable; not every platform can fsync a directory
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+        raise DataError(f"{os.fspath(path)}: cannot write: {e.strerror or e}") from e

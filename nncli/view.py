@@ -26,10 +26,6 @@ def _stdout() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
 
 
-def stderr_is_terminal() -> bool:
-    return err.is_terminal
-
-
 def error(msg: str) -> None:
     if err.is_terminal:
         err.print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
