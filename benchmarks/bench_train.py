@@ -43,10 +43,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nncli.config import Config  # noqa: E402
-from nncli.data import Dataset, Preprocessor, Split  # noqa: E402
+from nncli.data import Split  # noqa: E402
+from nncli.losses import LOSSES  # noqa: E402
 from nncli.model import MLP  # noqa: E402
-from nncli.train import Trainer, evaluate  # noqa: E402
+from nncli.optim import OPTIMIZERS  # noqa: E402
+from nncli.tasks import TASKS  # noqa: E402
+from nncli.train import FitOptions, Trainer, evaluate  # noqa: E402
 
 CORES = os.cpu_count() or 1
 
@@ -98,27 +100,21 @@ def one_hot(y, k):
 
 
 def run_nncli(w, X, y, seed=0):
-    task = "binary" if w["loss"] == "bce" else "multiclass"
+    """nncli's training loop driven from arrays, as a library user would (no config, no CSV)."""
+    loss = LOSSES[w["loss"]]
+    task = TASKS[loss.task]
     k = w["layers"][-1]
-    Y = y.reshape(-1, 1).astype(np.float32) if task == "binary" else one_hot(y, k)
-    cfg = Config.model_validate({
-        "name": "bench", "seed": seed,
-        "data": {"train": "<memory>", "target": "y", "standardize": False},
-        "model": {"layers": w["layers"], "activation": w["act"], "init": "xavier"},
-        "loss": w["loss"],
-        "train": {"optimizer": w["opt"], "lr": w["lr"], "epochs": w["epochs"], "batch_size": w["batch"], "dtype": "float32"},
-    })
-    classes = ["0", "1"] if task == "binary" else [str(i) for i in range(k)]
-    prep = Preprocessor([f"x{i}" for i in range(X.shape[1])], {}, ["y"], task, classes, np.zeros(X.shape[1]), np.ones(X.shape[1]))
-    data = Dataset(prep, Split("train", X, Y))
+    Y = y.reshape(-1, 1).astype(np.float32) if task.name == "binary" else one_hot(y, k)
     rng = np.random.default_rng(seed)
-    model = MLP.initialise(w["layers"], [w["act"]] * (len(w["layers"]) - 2), cfg.output, rng, "xavier", "float32")
-    trainer = Trainer(cfg, model, data, rng)
+    model = MLP.initialise(w["layers"], [w["act"]] * (len(w["layers"]) - 2), loss.default_output, rng, "xavier", "float32")
+    optimizer = OPTIMIZERS[w["opt"]]([model.flat], w["lr"])
+    train = Split("train", X, Y)
+    trainer = Trainer(model, loss, optimizer, task, train, None, rng, FitOptions(w["epochs"], w["batch"]))
     t = time.perf_counter()
     for _ in trainer.epochs():
         pass
     secs = time.perf_counter() - t
-    return secs / w["epochs"], evaluate(model, data.train, cfg.loss, task)[1]
+    return secs / w["epochs"], evaluate(model, train, loss, task)[1]
 
 
 def run_sklearn(w, X, y, seed=0):
