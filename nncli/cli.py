@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 the job ran and failed (diverged, gradcheck mismatch);
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -96,38 +97,20 @@ def train(
     stdout. Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and exits 130;
     --resume RUN_DIR continues it bit for bit.
     """
-    import signal
-
     from . import view
-    from .config import load_config
-    from .errors import ConfigError, Interrupted, JobFailed
-    from .job import TrainingJob
+    from .errors import Interrupted, JobFailed
 
-    if resume is not None:
-        if config is not None or set_ or name:
-            raise ConfigError("--resume RUN_DIR continues a run with its saved config: give no CONFIG, --set or --name")
-        with view.status(f"reading the data of {resume}" if not quiet else ""):
-            job = TrainingJob.resume(resume)
-    else:
-        if config is None:
-            raise ConfigError("missing CONFIG: nncli train CONFIG (or nncli train --resume RUN_DIR)")
-        overrides = list(set_ or [])
-        if name is not None:
-            overrides.append(f"name={json.dumps(name)}")
-        cfg = load_config(config, overrides)
-        with view.status(f"reading {cfg.data.train}" if not quiet else ""):
-            job = TrainingJob(cfg, runs_dir)
+    job = _training_job(config, set_, name, runs_dir, resume, quiet)
     if not quiet:
         for w in job.warnings:
             view.warning(w)
 
-    def stop(signum, frame):  # finish the current step, then checkpoint; a second signal changes nothing
+    def stop():  # finish the current step, then checkpoint; a second signal changes nothing
         job.trainer.stop_requested = True
 
     # from here until the result is printed, SIGINT/SIGTERM only ask the trainer to stop: a
     # signal that arrives after the last step changes nothing, the run is complete
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _signals_call(stop):
         run_dir = job.start()
         cfg = job.cfg
         title = f"{cfg.name}: {'-'.join(map(str, cfg.model.layers))} {cfg.loss}, {cfg.train.optimizer} lr {cfg.train.lr}"
@@ -147,13 +130,43 @@ def train(
         else:
             print(run_dir)
         sys.stdout.flush()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if summary["status"] == "diverged":
         raise JobFailed(summary.get("message", "training diverged"))
     if summary["status"] == "interrupted":
         raise Interrupted(f"interrupted after {summary['epochs_run']} epochs; checkpoint saved. Continue with: nncli train --resume {run_dir}")
+
+
+def _training_job(config, set_, name, runs_dir, resume, quiet):
+    """The job to run: a new one from CONFIG (with --set and --name), or a resumed run."""
+    from . import view
+    from .config import load_config
+    from .errors import ConfigError
+    from .job import TrainingJob
+
+    if resume is not None:
+        if config is not None or set_ or name:
+            raise ConfigError("--resume RUN_DIR continues a run with its saved config: give no CONFIG, --set or --name")
+        with view.status(f"reading the data of {resume}" if not quiet else ""):
+            return TrainingJob.resume(resume)
+    if config is None:
+        raise ConfigError("missing CONFIG: nncli train CONFIG (or nncli train --resume RUN_DIR)")
+    overrides = list(set_ or []) + ([f"name={json.dumps(name)}"] if name is not None else [])
+    cfg = load_config(config, overrides)
+    with view.status(f"reading {cfg.data.train}" if not quiet else ""):
+        return TrainingJob(cfg, runs_dir)
+
+
+@contextlib.contextmanager
+def _signals_call(fn):
+    """While the block runs, SIGINT and SIGTERM call ``fn()`` instead of interrupting it."""
+    import signal
+
+    previous = {sig: signal.signal(sig, lambda signum, frame: fn()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command()
@@ -299,8 +312,6 @@ def sweep(
     recorded and the others continue; Ctrl-C stops the workers cleanly (each checkpoints)
     and keeps finished runs. Exit 0 if every run completed, 1 if any failed, 130 if interrupted.
     """
-    import signal
-
     from . import view
     from .errors import ConfigError, Interrupted, JobFailed
     from .sweep import LocalProcessExecutor, Sweep, worker_env
@@ -317,15 +328,8 @@ def sweep(
         params = " ".join(f"{k}={json.dumps(v)}" for k, v in t.params.items())
         view.info(f"[{finished[0]}/{len(sw.tasks)}] {params}: {status}")
 
-    def stop(signum, frame):
-        executor.stop()
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _signals_call(executor.stop):
         sw.run(executor, done)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     df, metric = sw.results()
     if not df.empty:
         view.dataframe_table(df, title=f"sweep {sw.name}: ranked by {metric}")

@@ -130,59 +130,66 @@ def gradcheck(
 
     checks = []
     for (name, P), G in zip(m.params(), grads):
-        flat, gflat = P.reshape(-1), np.asarray(G, np.float64).reshape(-1)
-        idx = np.arange(flat.size)
-        if max_elements is not None and flat.size > max_elements:
-            idx = np.sort(rng.choice(flat.size, size=max_elements, replace=False))
-        worst = (-1.0, 0, 0.0, 0.0, 0.0)  # (rel, i, a, n, abs)
-        max_abs = 0.0
-        kinks: list[int] = []
-        failures = 0
-        for i in idx:
-            old = flat[i]
-            flat[i] = old + eps
-            e_plus, pat_plus = E_at()
-            flat[i] = old - eps
-            e_minus, pat_minus = E_at()
-            flat[i] = old
-            if kinked and any((p != q).any() for p, q in zip(pat_plus, pat_minus)):
-                kinks.append(int(i))
-                continue
-            num = (e_plus - e_minus) / (2 * eps)
-            a = float(gflat[i])
-            abs_err = abs(a - num)
-            rel = abs_err / max(abs(a), abs(num), floor)
-            max_abs = max(max_abs, abs_err)
-            if rel > tol:
-                failures += 1
-            if rel > worst[0]:
-                worst = (rel, int(i), a, num, abs_err)
-        rel, wi, wa, wn, _ = worst
-        checks.append(
-            TensorCheck(
-                name=name, shape=tuple(P.shape), checked=int(len(idx)),
-                max_abs_error=float(max_abs), max_rel_error=float(max(rel, 0.0)),
-                worst_index=tuple(int(k) for k in np.unravel_index(wi, P.shape)),
-                worst_backprop=float(wa), worst_numeric=float(wn), kinks=len(kinks),
-                kink_elements=[tuple(int(k) for k in np.unravel_index(i, P.shape)) for i in kinks[:5]],
-                failures=failures, passed=failures == 0,
-            )
-        )
+        idx = np.arange(P.size)
+        if max_elements is not None and P.size > max_elements:
+            idx = np.sort(rng.choice(P.size, size=max_elements, replace=False))
+        checks.append(_check_tensor(name, P, np.asarray(G, np.float64), idx, E_at, kinked, eps, tol, floor))
+    notes = _notes(m, promoted, any(t.kinks for t in checks))
+    acts = [a.name for a in m.acts]
+    return GradcheckReport(checks, int(X.shape[0]), eps, tol, floor, loss_name, acts, l2, promoted, notes)
+
+
+def _check_tensor(name, P, G, idx, E_at, kinked, eps, tol, floor) -> TensorCheck:
+    """Central differences for the elements ``idx`` of the parameter tensor P (changed in
+    place and restored), against its backprop gradient G."""
+    flat, gflat = P.reshape(-1), G.reshape(-1)
+    worst = (-1.0, 0, 0.0, 0.0)  # (rel, i, a, n)
+    max_abs, kinks, failures = 0.0, [], 0
+    for i in idx:
+        old = flat[i]
+        flat[i] = old + eps
+        e_plus, pat_plus = E_at()
+        flat[i] = old - eps
+        e_minus, pat_minus = E_at()
+        flat[i] = old
+        if kinked and any((p != q).any() for p, q in zip(pat_plus, pat_minus)):
+            kinks.append(int(i))
+            continue
+        num = (e_plus - e_minus) / (2 * eps)
+        a = float(gflat[i])
+        abs_err = abs(a - num)
+        rel = abs_err / max(abs(a), abs(num), floor)
+        max_abs = max(max_abs, abs_err)
+        failures += rel > tol
+        if rel > worst[0]:
+            worst = (rel, int(i), a, num)
+    rel, wi, wa, wn = worst
+    return TensorCheck(
+        name=name, shape=tuple(P.shape), checked=int(len(idx)),
+        max_abs_error=float(max_abs), max_rel_error=float(max(rel, 0.0)),
+        worst_index=tuple(int(k) for k in np.unravel_index(wi, P.shape)),
+        worst_backprop=float(wa), worst_numeric=float(wn), kinks=len(kinks),
+        kink_elements=[tuple(int(k) for k in np.unravel_index(i, P.shape)) for i in kinks[:5]],
+        failures=int(failures), passed=failures == 0,
+    )
+
+
+def _notes(m: MLP, promoted: Optional[str], any_kinks: bool) -> list[str]:
     notes = []
     if promoted:
         notes.append(f"the {promoted} model was promoted to float64 for the check")
-    acts = [a.name for a in m.acts]
     for a in dict.fromkeys(a for a in m.acts if a.zero_gradient):
         notes.append(
             f"{a.name}: its derivative is zero wherever it exists, so no gradient flows through it "
             f"and every layer before a {a.name} layer gets a zero gradient (LECTURE.md section 3)"
         )
-    if any(t.kinks for t in checks):
+    if any_kinks:
+        kinked = "/".join(dict.fromkeys(a.name for a in m.acts if a.has_kink))
         notes.append(
-            "kinks: elements whose finite-difference step moved a relu/leaky_relu/step "
+            f"kinks: elements whose finite-difference step moved a {kinked} "
             "pre-activation across 0 are not differentiable there and are listed as kinks, not failures"
         )
-    return GradcheckReport(checks, int(X.shape[0]), eps, tol, floor, loss_name, acts, l2, promoted, notes)
+    return notes
 
 
 def failure_message(report: GradcheckReport) -> str:
@@ -226,25 +233,15 @@ def check_target(
         raise ConfigError("--max-elements must be at least 1")
     target = Path(target)
     if target.is_dir():
-        from .data import read_labelled_csv
-        from .runs import load_run
-
         if overrides:
             raise ConfigError("--set applies to a config file, not to a run directory")
-        run = load_run(target, require_complete=False)
-        cfg, prep, model = run.config, run.prep, run.model
-        df, src = read_labelled_csv(cfg.data.train, "data.train", prep)
-        if run.splits is not None and run.splits["n_rows"] == len(df):
-            df = df.iloc[run.splits["train"]]  # the training rows only, as saved with the run
-        X = prep.transform(df, src)
-        Y = prep.transform_targets(df, src)
+        cfg, model, X, Y = _trained(target)
         what = f"run {target} (trained weights)"
     else:
         from .config import load_config
         from .job import prepare
 
-        cfg = load_config(target, overrides)
-        data, model, _, cfg = prepare(cfg)
+        data, model, _, cfg = prepare(load_config(target, overrides))
         X, Y = data.train.X, data.train.Y
         what = f"config {target} (fresh weights, seed {cfg.seed})"
     rng = np.random.default_rng(seed)
@@ -252,3 +249,16 @@ def check_target(
     rows = np.sort(rng.choice(X.shape[0], size=n, replace=False))
     report = gradcheck(model, X[rows], Y[rows], cfg.loss, cfg.train.l2, eps, tol, max_elements=max_elements, rng=rng)
     return report, what
+
+
+def _trained(run_dir):
+    """(config, trained model, X, Y of its training rows) of a run directory."""
+    from .data import read_labelled_csv
+    from .runs import load_run
+
+    run = load_run(run_dir, require_complete=False)
+    cfg, prep = run.config, run.prep
+    df, src = read_labelled_csv(cfg.data.train, "data.train", prep)
+    if run.splits is not None and run.splits["n_rows"] == len(df):
+        df = df.iloc[run.splits["train"]]  # the training rows only, as saved with the run
+    return cfg, run.model, prep.transform(df, src), prep.transform_targets(df, src)

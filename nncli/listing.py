@@ -95,8 +95,21 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
     # a config key named like a result column (the top-level `loss`) is shown as config.<key>
     configs = configs.rename(columns={c: f"config.{c}" for c in configs.columns if c in df.columns and c != "name"})
     df["epochs"] = df["epochs"].astype("Int64")
-    conditions = []
-    for w in where or []:
+    if where:
+        mask = _matching(df, configs, where)
+        df, configs = df[mask], configs[mask]
+    varying = [c for c in configs.columns if c != "name" and configs[c].astype(str).nunique(dropna=False) > 1]
+    metric_cols = [c for c in df.columns if c not in ("id", "name", "status", "epochs")]
+    out = pd.concat([df[["id", "name", "status", "epochs"]].reset_index(drop=True),
+                     configs[varying].reset_index(drop=True),
+                     df[metric_cols].reset_index(drop=True)], axis=1)
+    return (_ranked(out, sort) if sort else out), warnings
+
+
+def _matching(df, configs, where: list[str]):
+    """The rows (a boolean array) whose config key or column equals the value of every KEY=VALUE."""
+    mask = None
+    for w in where:
         key, sep, raw = w.partition("=")
         if not sep or not key:
             raise ConfigError(f"--where {w}: expected KEY=VALUE, e.g. --where train.lr=0.1")
@@ -111,28 +124,21 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
         else:
             valid = sorted(set(df.columns) | set(configs.columns))
             raise ConfigError(f"--where {w}: unknown key '{key}'{did_you_mean(key, valid)}")
-        conditions.append(_equals(col, value))
-    if conditions:
-        mask = conditions[0]
-        for c in conditions[1:]:
-            mask &= c
-        df, configs = df[mask.to_numpy()], configs[mask.to_numpy()]
-    varying = [c for c in configs.columns if c != "name" and configs[c].astype(str).nunique(dropna=False) > 1]
-    metric_cols = [c for c in df.columns if c not in ("id", "name", "status", "epochs")]
-    out = pd.concat([df[["id", "name", "status", "epochs"]].reset_index(drop=True),
-                     configs[varying].reset_index(drop=True),
-                     df[metric_cols].reset_index(drop=True)], axis=1)
-    if sort:
-        if sort not in out.columns:
-            raise ConfigError(f"--sort {sort}: no such column{did_you_mean(sort, list(out.columns))} (columns: {', '.join(out.columns)})")
-        ascending = any(t in sort for t in LOWER_IS_BETTER)
-        # completed runs rank before diverged, interrupted and incomplete ones
-        out["_unfinished"] = out["status"] != "completed"
-        keys, order = ["_unfinished", sort], [True, ascending]
-        tie = next((c for c in ("val_loss", "loss") if c in out.columns and c != sort), None)
-        if tie is not None:  # equal scores: the lower loss ranks first
-            keys.append(tie)
-            order.append(True)
-        out = out.sort_values(keys, ascending=order, na_position="last", kind="stable").reset_index(drop=True)
-        out = out.drop(columns="_unfinished")
-    return out, warnings
+        hit = _equals(col, value).to_numpy()
+        mask = hit if mask is None else mask & hit
+    return mask
+
+
+def _ranked(out, sort: str):
+    """Best first by ``sort`` (losses and seconds ascending, other metrics descending);
+    completed runs before the others; equal scores: the lower loss first."""
+    if sort not in out.columns:
+        raise ConfigError(f"--sort {sort}: no such column{did_you_mean(sort, list(out.columns))} (columns: {', '.join(out.columns)})")
+    ascending = any(t in sort for t in LOWER_IS_BETTER)
+    out = out.assign(_unfinished=out["status"] != "completed")
+    keys, order = ["_unfinished", sort], [True, ascending]
+    tie = next((c for c in ("val_loss", "loss") if c in out.columns and c != sort), None)
+    if tie is not None:
+        keys.append(tie)
+        order.append(True)
+    return out.sort_values(keys, ascending=order, na_position="last", kind="stable").reset_index(drop=True).drop(columns="_unfinished")

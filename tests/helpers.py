@@ -1,0 +1,293 @@
+"""What the test suite shares: the one way to run the CLI, the one test environment, data
+writers, and independent maths. Fixtures live in conftest.py and build on these.
+
+Running the CLI:
+- :func:`nn` runs ``nncli ARGS`` in this process (Typer's CliRunner): fast, and what most
+  tests use. An exception that escapes the app is kept in ``Res.tb``.
+- :func:`cli` runs ``python -m nncli ARGS`` in a subprocess, for what only a real process
+  shows: exit status of the interpreter, stdin, pipes, signals, files left behind.
+  :func:`cli_many` starts several at once; :func:`start_cli` returns the Popen (signals).
+Both return a :class:`Res`; both use :func:`cli_env`, so nothing looks like a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+XOR_CSV = REPO / "datasets" / "xor.csv"
+XOR_YAML = REPO / "configs" / "xor.yaml"
+
+# variables that could make rich believe it talks to a terminal, or change its colours
+_TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "PY_COLORS", "NO_COLOR")
+_HIDDEN_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+# Drawing pictures costs seconds of matplotlib per run; tests that do not look at them skip them.
+NO_PLOTS = ["--no-plots"]
+
+
+# ---------------------------------------------------------------------- running the CLI
+
+
+@dataclass
+class Res:
+    rc: int
+    out: bytes  # stdout as written
+    err: str
+    tb: str = ""  # the traceback of an exception that escaped the app (in-process runs)
+
+    @property
+    def text(self) -> str:
+        return self.out.decode("utf-8")
+
+    @property
+    def err_lines(self) -> list[str]:
+        return [ln for ln in self.err.splitlines() if ln.strip()]
+
+    @property
+    def lines(self) -> list[str]:
+        """Every non-empty line the command wrote, stdout and stderr together."""
+        return [ln for ln in (self.text + self.err).splitlines() if ln.strip()]
+
+    def show(self) -> str:
+        return f"exit {self.rc}\nstdout: {self.text!r}\nstderr: {self.err!r}\n{self.tb}"
+
+
+def cli_env(extra: dict | None = None) -> dict:
+    """The environment of every CLI run in the tests: no terminal hints, no bytecode files."""
+    env = {k: v for k, v in os.environ.items() if k not in _TERMINAL_ENV}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@contextlib.contextmanager
+def chdir(path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def nn(*args, cwd) -> Res:
+    """``nncli ARGS`` in this process with ``cwd`` as the working directory.
+
+    Warnings a real ``python -m nncli`` would print on stderr (pytest would otherwise
+    swallow them) are appended to ``err`` as the interpreter formats them.
+    """
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    with chdir(cwd), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
+    shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+                    for w in caught if not issubclass(w.category, _HIDDEN_BY_DEFAULT))
+    tb = ""
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        tb = "".join(traceback.format_exception(type(r.exception), r.exception, r.exception.__traceback__))
+    return Res(r.exit_code, r.stdout_bytes, r.stderr + shown, tb)
+
+
+def start_cli(*args, cwd, env: dict | None = None, **popen_kw) -> subprocess.Popen:
+    """``python -m nncli ARGS`` started in a subprocess (stdin closed unless given)."""
+    popen_kw.setdefault("stdin", subprocess.DEVNULL)
+    popen_kw.setdefault("stdout", subprocess.PIPE)
+    popen_kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], cwd=str(cwd), env=cli_env(env), **popen_kw)
+
+
+def cli_many(jobs, timeout: float = 180) -> list[Res]:
+    """Start every ``(args, cwd[, stdin_bytes])`` job at once; results in the same order."""
+    procs = []
+    for job in jobs:
+        args, cwd = job[0], job[1]
+        data = job[2] if len(job) > 2 else None
+        procs.append((start_cli(*args, cwd=cwd, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL), data))
+    out = []
+    for p, data in procs:
+        o, e = p.communicate(data, timeout=timeout)
+        out.append(Res(p.returncode, o, e.decode("utf-8", "replace")))
+    return out
+
+
+def cli(*args, cwd, stdin: bytes | None = None) -> Res:
+    """``python -m nncli ARGS`` in a subprocess with ``cwd``."""
+    return cli_many([(list(args), cwd, stdin)])[0]
+
+
+def assert_usage_error(r: Res, *needles: str) -> None:
+    """Exit 2, exactly one line of output, no traceback, each needle in that line."""
+    assert not r.tb, f"an exception escaped:\n{r.show()}"
+    assert "Traceback" not in r.text + r.err, r.show()
+    assert r.rc == 2, r.show()
+    assert len(r.lines) == 1, f"expected one line of output:\n{r.show()}"
+    for n in needles:
+        assert n in r.lines[0], f"{n!r} not in {r.lines[0]!r}"
+
+
+# ---------------------------------------------------------------------- work directories and data
+
+
+def setup_workdir(path: Path) -> Path:
+    """``path`` with datasets/xor.csv and configs/xor.yaml copied from the repository."""
+    (path / "datasets").mkdir(parents=True, exist_ok=True)
+    (path / "configs").mkdir(parents=True, exist_ok=True)
+    shutil.copy(XOR_CSV, path / "datasets" / "xor.csv")
+    shutil.copy(XOR_YAML, path / "configs" / "xor.yaml")
+    return path
+
+
+def xor_yaml(*subs: tuple[str, str], drop: tuple[str, ...] = ()) -> str:
+    """configs/xor.yaml with each (old, new) substitution applied exactly once, and the
+    lines starting with each prefix in ``drop`` removed (each must match one line), so a
+    test can never pass because its edit silently did nothing."""
+    text = XOR_YAML.read_text(encoding="utf-8")
+    for old, new in subs:
+        assert text.count(old) == 1, f"test setup: {old!r} occurs {text.count(old)} times in xor.yaml"
+        text = text.replace(old, new)
+    lines = text.splitlines(keepends=True)
+    for prefix in drop:
+        hits = [ln for ln in lines if ln.startswith(prefix)]
+        assert len(hits) == 1, f"test setup: {prefix!r} starts {len(hits)} lines of xor.yaml"
+        lines.remove(hits[0])
+    return "".join(lines)
+
+
+def runs_in(root: Path) -> list[Path]:
+    """Every run directory under ``root/runs`` (empty if there is none)."""
+    d = Path(root) / "runs"
+    return sorted(p for p in d.iterdir()) if d.is_dir() else []
+
+
+def only_run(root: Path) -> Path:
+    runs = runs_in(root)
+    assert len(runs) == 1, f"expected one run directory, found {runs}"
+    return runs[0]
+
+
+def write_rows(path: Path, header, rows, bom: bool = False) -> Path:
+    """A UTF-8 CSV with ``header`` and ``rows`` (lists of cells, or dicts keyed by column)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows([[r[c] for c in header] if isinstance(r, dict) else r for r in rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(("\ufeff" if bom else "") + buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def write_blobs_csv(path: Path, n_per_class: int = 20, seed: int = 1) -> Path:
+    """Two well separated Gaussian blobs, columns x1,x2,label with labels a/b."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, centre in (("a", (-2.0, -2.0)), ("b", (2.0, 2.0))):
+        pts = rng.normal(centre, 0.5, size=(n_per_class, 2))
+        rows += [(f"{x:.6f}", f"{y:.6f}", label) for x, y in pts]
+    order = rng.permutation(len(rows))
+    return write_rows(path, ["x1", "x2", "label"], [rows[i] for i in order])
+
+
+def write_yaml(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def read_text_csv(src):
+    """Every cell as the text it is written as."""
+    import pandas as pd
+
+    if isinstance(src, (bytes, bytearray)):
+        src = io.BytesIO(src)
+    return pd.read_csv(src, dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------- comparing runs
+
+
+def npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def assert_same_arrays(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype, k
+        assert a[k].shape == b[k].shape, k
+        assert np.array_equal(a[k], b[k]), f"{k} differs"
+
+
+def assert_same_run(run: Path, ref: Path) -> None:
+    """Bit-for-bit the same training: metrics.csv bytes and every model.npz array."""
+    assert (run / "metrics.csv").read_bytes() == (ref / "metrics.csv").read_bytes()
+    assert_same_arrays(npz_arrays(run / "model.npz"), npz_arrays(ref / "model.npz"))
+    s, r = (json.loads((p / "summary.json").read_text(encoding="utf-8")) for p in (run, ref))
+    for key in ("status", "epochs_run", "best_epoch", "stopped_early", "metrics", "val_metrics"):
+        assert s.get(key) == r.get(key), key
+
+
+def strict_json(text: str):
+    def bad(c):
+        raise AssertionError(f"non-strict JSON constant {c}")
+
+    return json.loads(text, parse_constant=bad)
+
+
+# ---------------------------------------------------------------------- independent maths
+
+
+def _act(name: str, z: np.ndarray) -> np.ndarray:
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "identity":
+        return z
+    if name == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise AssertionError(f"test does not know activation {name}")
+
+
+def my_forward(run_dir: Path, df) -> np.ndarray:
+    """The network's outputs for the text DataFrame ``df``, from the saved files alone."""
+    meta = json.loads((run_dir / "preprocess.json").read_text(encoding="utf-8"))
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    arrays = npz_arrays(run_dir / "model.npz")
+    cols = []
+    for f in meta["features"]:
+        if f in meta["categories"]:
+            cols += [(df[f] == c).to_numpy(dtype=np.float64) for c in meta["categories"][f]]
+        else:
+            cols.append(df[f].astype(np.float64).to_numpy())
+    X = (np.column_stack(cols) - arrays["x_mean"].astype(np.float64)) / arrays["x_std"].astype(np.float64)
+    layers = cfg["model"]["layers"]
+    L = len(layers) - 1
+    hidden = cfg["model"]["activation"]
+    acts = ([hidden] * (L - 1) if isinstance(hidden, str) else hidden) + [cfg["model"]["output"]]
+    a = X
+    for l in range(1, L + 1):
+        Wl, bl = arrays[f"W{l}"].astype(np.float64), arrays[f"b{l}"].astype(np.float64)
+        assert Wl.shape == (layers[l], layers[l - 1])  # the lecture's W_ij: (n_out, n_in)
+        a = _act(acts[l - 1], a @ Wl.T + bl)
+    return a
