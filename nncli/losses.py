@@ -37,11 +37,12 @@ def bce(Y, A):
     return float(-np.sum(Y * np.log(P) + (1 - Y) * np.log(1 - P)) / Y.shape[0])
 
 
-def bce_logits(Y, Z, scratch=None):
+def bce_logits(Y, Z, scratch=None, stats=None):
     """BCE with y_hat = sigmoid(z): -y log s(z) - (1 - y) log(1 - s(z)) = log(1 + e^z) - y z,
     with log(1 + e^z) = logaddexp(0, z), which never takes the log of 0.
 
     ``scratch``: two arrays shaped like Z for the per-element terms (else allocated).
+    (``stats`` is for the interface of logit forms: unused here.)
     """
     T, U = scratch if scratch is not None else (np.empty_like(Z), np.empty_like(Z))
     np.logaddexp(const(0.0, Z.dtype), Z, T)
@@ -61,14 +62,23 @@ def cross_entropy(Y, A):
     return float(-np.sum(Y * np.log(np.clip(A, eps, 1))) / Y.shape[0])
 
 
-def cross_entropy_logits(Y, Z, scratch=None):
+def cross_entropy_logits(Y, Z, scratch=None, stats=None):
     """Cross-entropy with y_hat = softmax(z): log y_hat_j = z_j - log sum_k e^{z_k}, where the
-    log-sum-exp is shifted by max_k z_k so that exp never overflows."""
+    log-sum-exp is m + log sum_k e^{z_k - m} with m = max_k z_k, so that exp never overflows.
+
+    ``stats``: (m, s = sum_k e^{z_k - m}) as the forward pass's softmax computed them
+    (activations.softmax), else they are computed here from Z.
+    """
     n = Y.shape[0]
-    m = Z.max(axis=1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(Z - m).sum(axis=1))  # log sum_k e^{z_k}
+    if stats is None:
+        m = Z.max(axis=1, keepdims=True)
+        s = np.exp(Z - m).sum(axis=1, keepdims=True)
+    else:
+        m, s = stats
+    lse = np.log(s)
+    lse += m  # log sum_k e^{z_k}, one per row
     T = scratch[0] if scratch is not None else np.empty_like(Z)
-    return float(lse.sum() / n - np.add.reduce(np.multiply(Y, Z, T), None) / n)
+    return float(np.add.reduce(lse, None) / n - np.add.reduce(np.multiply(Y, Z, T), None) / n)
 
 
 def cross_entropy_grad(Y, A):
@@ -95,18 +105,19 @@ class Loss:
     default_output: str
     description: str
     outputs: Optional[tuple[str, ...]] = None  # valid output activations; None: any
-    logits: Optional[Callable] = None  # logits(Y, Z, scratch=None): the stable form for logits_output
+    logits: Optional[Callable] = None  # logits(Y, Z, scratch=None, stats=None): the stable form for logits_output
     logits_output: Optional[str] = None
     shortcut_output: Optional[str] = None  # delta_L = (y_hat - y) / n holds for this output
 
     def valid_outputs(self) -> tuple[str, ...]:
         return self.outputs if self.outputs is not None else tuple(ACTIVATIONS)
 
-    def mean(self, Y, A, Z, output: str, scratch=None) -> float:
+    def mean(self, Y, A, Z, output: str, scratch=None, stats=None) -> float:
         """E over the batch: from the logits Z when ``output`` is the one the stable form is
-        written for, else from A = y_hat with the plain formula."""
+        written for, else from A = y_hat with the plain formula. ``scratch`` and ``stats``
+        (the output activation's row statistics) only save work."""
         if self.logits is not None and output == self.logits_output:
-            return self.logits(Y, Z, scratch)
+            return self.logits(Y, Z, scratch, stats)
         return self.value(Y, A)
 
 

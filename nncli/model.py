@@ -68,6 +68,7 @@ class _Buffers:
         self.n = n
         self.Z, self.A, self.D, self.S = ([np.empty((n, k), dt) for k in sizes[1:]] for _ in range(4))
         self.loss_scratch = (np.empty((n, sizes[-1]), dt), np.empty((n, sizes[-1]), dt))
+        self.stats = (np.empty((n, 1), dt), np.empty((n, 1), dt))  # the output's row stats (softmax)
         self.grad_flat = np.empty_like(model.flat)
         views = flat_views(self.grad_flat, [x.shape for pair in zip(model.W, model.b) for x in pair])
         self.dW, self.db = views[0::2], views[1::2]
@@ -81,6 +82,7 @@ class _Buffers:
         v.n = n
         v.Z, v.A, v.D, v.S = ([x[:n] for x in xs] for xs in (self.Z, self.A, self.D, self.S))
         v.loss_scratch = tuple(x[:n] for x in self.loss_scratch)
+        v.stats = tuple(x[:n] for x in self.stats)
         v.grad_flat, v.dW, v.db, v.W_tmp = self.grad_flat, self.dW, self.db, self.W_tmp
         return v
 
@@ -163,14 +165,15 @@ class MLP:
         for z, a_out, WT, b, act in zip(buf.Z, buf.A, self.WT, self.b, self.acts):
             _dot(a, WT, z)
             np.add(z, b, z)  # z_l = W_l a_{l-1} + b_l, one row per sample
-            a = act.f(z, a_out)  # a_l = f_l(z_l)
+            a = act.f(z, a_out, buf.stats) if act.row_stats else act.f(z, a_out)  # a_l = f_l(z_l)
         return a
 
     def loss(self, Y: np.ndarray, loss: Loss) -> float:
         """E of the batch of the last :meth:`forward` (without L2), from the logits where the
         loss has a stable form for this output."""
         buf = self._cur
-        return loss.mean(Y, buf.A[-1], buf.Z[-1], self.output, buf.loss_scratch)
+        stats = buf.stats if self.acts[-1].row_stats else None
+        return loss.mean(Y, buf.A[-1], buf.Z[-1], self.output, buf.loss_scratch, stats)
 
     def pre_activations(self) -> list[np.ndarray]:
         """z_1, ..., z_L of the last :meth:`forward` (the model's buffers)."""
