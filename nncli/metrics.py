@@ -48,16 +48,3 @@ def regression_report(Y: np.ndarray, Y_hat: np.ndarray) -> dict[str, np.ndarray]
     err = Y_hat - Y
     mse = np.mean(err**2, axis=0)
     return {"mse": mse, "rmse": np.sqrt(mse), "mae": np.mean(np.abs(err), axis=0), "r2": r2_score(Y, Y_hat)}
-
-
-def predicted_codes(A: np.ndarray, task: str) -> np.ndarray:
-    """Class codes from network outputs: y_hat >= 1/2 for binary (the decision boundary), argmax otherwise."""
-    if task == "binary":
-        return (A[:, 0] >= 0.5).astype(np.int64)
-    return np.argmax(A, axis=1)
-
-
-def true_codes(Y: np.ndarray, task: str) -> np.ndarray:
-    if task == "binary":
-        return Y[:, 0].astype(np.int64)
-    return np.argmax(Y, axis=1)
