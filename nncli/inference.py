@@ -52,7 +52,7 @@ def eval_source(run: Run, data: Optional[str]):
         return df, f"data.train {d.train} (no test or validation data configured)", "eval.json", []
     splits = run.splits
     if splits is None:
-        return df, f"data.train {d.train} (all {len(df)} rows)", "eval.json", [
+        return df, f"data.train {d.train} (every row, training rows included)", "eval.json", [
             f"{run.path} was saved without its split rows (by an older nncli), so its held-out rows are unknown: "
             f"evaluating on every row of {d.train}, training rows included. Retrain it, or pass --data"]
     if splits["n_rows"] != len(df):
