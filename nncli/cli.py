@@ -262,9 +262,13 @@ def predict(
 @_command
 def plot(run_dir: Path = typer.Argument(..., help="A run directory.", show_default=False)):
     """(Re)draw a run's pictures: loss.png and, for a classifier on two features, decision_boundary.png."""
+    from . import view
     from .plots import draw_run
 
-    for path in draw_run(run_dir):
+    paths, notes = draw_run(run_dir)
+    for note in notes:
+        view.warning(note)
+    for path in paths:
         print(path)
 
 

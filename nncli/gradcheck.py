@@ -235,30 +235,30 @@ def check_target(
     if target.is_dir():
         if overrides:
             raise ConfigError("--set applies to a config file, not to a run directory")
-        cfg, model, X, Y = _trained(target)
+        cfg, model, X, Y, note = _trained(target)
         what = f"run {target} (trained weights)"
     else:
         from .config import load_config
         from .job import prepare
 
         data, model, _, cfg = prepare(load_config(target, overrides))
-        X, Y = data.train.X, data.train.Y
+        X, Y, note = data.train.X, data.train.Y, None
         what = f"config {target} (fresh weights, seed {cfg.seed})"
     rng = np.random.default_rng(seed)
     n = min(samples, X.shape[0])
     rows = np.sort(rng.choice(X.shape[0], size=n, replace=False))
     report = gradcheck(model, X[rows], Y[rows], cfg.loss, cfg.train.l2, eps, tol, max_elements=max_elements, rng=rng)
+    report.notes += [note] if note else []
     return report, what
 
 
 def _trained(run_dir):
-    """(config, trained model, X, Y of its training rows) of a run directory."""
+    """(config, trained model, X, Y of its saved training rows, a note or None) of a run directory."""
     from .data import read_labelled_csv
     from .runs import load_run
 
     run = load_run(run_dir, require_complete=False)
     cfg, prep = run.config, run.prep
     df, src = read_labelled_csv(cfg.data.train, "data.train", prep)
-    if run.splits is not None and run.splits["n_rows"] == len(df):
-        df = df.iloc[run.splits["train"]]  # the training rows only, as saved with the run
-    return cfg, run.model, prep.transform(df, src), prep.transform_targets(df, src)
+    df, note = run.rows_of(df, "train", src)
+    return cfg, run.model, prep.transform(df, src), prep.transform_targets(df, src), note

@@ -47,21 +47,15 @@ def eval_source(run: Run, data: Optional[str]):
     if d.val is not None and not d.test_split:
         return (*read_labelled_csv(d.val, "data.val", prep), "eval.json", [])
     df, source = read_train_csv(cfg, prep.str_columns())
-    held_out = {"test": d.test_split, "val": d.val_split}
-    if not any(held_out.values()):
+    if not (d.test_split or d.val_split):
         return df, f"data.train {d.train} (no test or validation data configured)", "eval.json", []
-    splits = run.splits
-    if splits is None:
-        return df, f"data.train {d.train} (every row, training rows included)", "eval.json", [
-            f"{run.path} was saved without its split rows (by an older nncli), so its held-out rows are unknown: "
-            f"evaluating on every row of {d.train}, training rows included. Retrain it, or pass --data"]
-    if splits["n_rows"] != len(df):
-        raise DataError(f"{source}: has {len(df)} rows, but the run was trained on {splits['n_rows']}; "
-                        "the file changed since training, so its held-out rows are unknown: pass --data")
-    name = "test" if "test" in splits else "val"
-    rows = splits[name]
+    name = "test" if d.test_split else "val"
+    held, note = run.rows_of(df, name, source)
+    if note is not None:
+        return held, f"data.train {d.train} (every row, training rows included)", "eval.json", [
+            note + ", training rows included. Retrain it, or pass --data"]
     what = {"test": "test", "val": "validation"}[name]
-    return df.iloc[rows], f"data.{name}_split: {len(rows)} held-out {what} rows of {d.train}", "eval.json", []
+    return held, f"data.{name}_split: {len(held)} held-out {what} rows of {d.train}", "eval.json", []
 
 
 def evaluate(run: Run, data: Optional[str] = None) -> tuple[dict, str]:

@@ -156,25 +156,22 @@ def render(spec: dict) -> list[Path]:
     return out
 
 
-def draw_run(run_dir: Path) -> list[Path]:
+def draw_run(run_dir: Path) -> tuple[list[Path], list[str]]:
     """(Re)draw loss.png and, where it applies, decision_boundary.png of a run directory,
-    from its files: metrics.csv, the model, and the training rows saved in splits.npz."""
+    from its files: metrics.csv, the model, and the training rows saved in splits.npz.
+    Returns the files written and notes for the user."""
     from .data import read_train_csv
-    from .errors import RunError
     from .runs import load_run
 
     run = load_run(run_dir, require_complete=False)
     rows = run.dir.read_metrics()
     history = ([int(r["epoch"]) for r in rows], [float(r["loss"]) for r in rows],
                [float(r["val_loss"]) for r in rows] if rows and "val_loss" in rows[0] else None)
-    prep, X_raw, codes = run.prep, None, None
+    prep, X_raw, codes, notes = run.prep, None, None, []
     if can_draw_boundary(prep):
         df, source = read_train_csv(run.config, prep.str_columns())
-        if run.splits is not None:
-            if run.splits["n_rows"] != len(df):
-                raise RunError(f"{source}: has {len(df)} rows, but the run was trained on {run.splits['n_rows']}; "
-                               "the file changed since training")
-            df = df.iloc[run.splits["train"]]
+        df, note = run.rows_of(df, "train", source)
+        notes += [note] if note else []
         X_raw = np.column_stack([df[f].to_numpy(dtype=np.float64) for f in prep.features])
         codes = prep.label_codes(df[prep.targets[0]], source)
-    return render(run_spec(run.path, run.config.name, history, run.model, prep, X_raw, codes))
+    return render(run_spec(run.path, run.config.name, history, run.model, prep, X_raw, codes)), notes

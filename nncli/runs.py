@@ -249,6 +249,22 @@ class Run:
     def path(self) -> Path:
         return self.dir.path
 
+    def rows_of(self, df, split: str, source: str):
+        """(the rows of ``df``, the run's training CSV, in the saved ``split``; a note or None).
+
+        A run saved before split indices were kept gives every row, with a note saying so.
+        A file whose row count changed since training cannot be matched: DataError.
+        """
+        from .errors import DataError
+
+        if self.splits is None:
+            return df, (f"{self.path} was saved without its split rows (by an older nncli), so its {split} rows "
+                        f"are unknown: using every row of {source}")
+        if self.splits["n_rows"] != len(df):
+            raise DataError(f"{source}: has {len(df)} rows, but the run was trained on {self.splits['n_rows']}; "
+                            f"the file changed since training, so its {split} rows are unknown")
+        return df.iloc[self.splits[split]], None
+
 
 def load_run(run_dir: Path | str, require_complete: bool = True) -> Run:
     """Config + Preprocessor + MLP + split rows from a run directory; RunError naming the problem."""
