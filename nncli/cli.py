@@ -334,7 +334,9 @@ def sweep(
 
     with _signals_call(executor.stop):
         sw.run(executor, done)
-    df, metric = sw.results()
+    df, metric, notes = sw.results()
+    for note in notes:
+        view.warning(note)
     if not df.empty:
         view.dataframe_table(df, title=f"sweep {sw.name}: ranked by {metric}")
     view.info(f"saved {sw.dir / 'results.csv'}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import os
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import NAME_RE, format_validation_error, load_config, read_yaml
 from .csvio import atomic_write_text, write_rows
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .runs import create_run_dir
 
 
@@ -62,7 +63,9 @@ class SweepSpec(BaseModel):
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
 
 
-_FLOAT_RE = __import__("re").compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+# the columns `nncli runs` shows for every run, which a sweep may rank by
+METRICS = ("loss", "accuracy", "r2", "val_loss", "val_accuracy", "val_r2", "seconds", "epochs")
 
 
 def _number_or_value(v):
@@ -79,8 +82,14 @@ def load_sweep(path: Path | str) -> SweepSpec:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, str(path), SweepSpec)) from None
-    # YAML 1.1 reads 1e-3 and 1.0e37 as text; grid values that are numbers become numbers
+    # YAML 1.1 reads 1e-3 and 1.0e37 as text; values that are numbers become numbers
     spec.grid = {k: [_number_or_value(v) for v in values] for k, values in spec.grid.items()}
+    if spec.random:
+        spec.random.params = {k: {kind: [_number_or_value(a) for a in args] for kind, args in dist.items()}
+                              for k, dist in spec.random.params.items()}
+    if spec.metric is not None and spec.metric not in METRICS:
+        raise ConfigError(f"{path}: metric: unknown column {spec.metric!r}{did_you_mean(spec.metric, METRICS)} "
+                          f"(valid: {', '.join(METRICS)})")
     if not spec.grid and spec.random is None:
         raise ConfigError(f"{path}: give a grid and/or random samples")
     for key, values in spec.grid.items():
@@ -135,13 +144,20 @@ class Task:
 
 
 class Executor:
-    """Runs commands, at most ``jobs`` at a time; calls ``done(task)`` as each finishes."""
+    """Runs commands, at most ``jobs`` at a time; calls ``done(task)`` as each finishes.
+
+    ``stopping`` is True once :meth:`stop` was called: no new task starts, and the sweep
+    reports itself interrupted.
+    """
+
+    stopping = False
 
     def run(self, tasks: Sequence[Task], done: Callable[[Task], None]) -> None:
         raise NotImplementedError
 
     def stop(self) -> None:
-        """Ask running tasks to stop (they checkpoint and exit 130)."""
+        """Ask running tasks to stop (they checkpoint and exit 130); start no more."""
+        self.stopping = True
 
 
 class LocalProcessExecutor(Executor):
@@ -149,7 +165,6 @@ class LocalProcessExecutor(Executor):
         self.jobs = max(1, jobs)
         self.env = env
         self.running: dict = {}
-        self.stopping = False
 
     def run(self, tasks, done):
         import tempfile
@@ -178,7 +193,7 @@ class LocalProcessExecutor(Executor):
     def stop(self):
         import signal
 
-        self.stopping = True
+        super().stop()
         for proc in self.running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -255,19 +270,26 @@ class Sweep:
             on_done(t, task_status(t))
 
         executor.run(self.tasks, done)
-        self.stopped = getattr(executor, "stopping", False)
+        self.stopped = executor.stopping
 
     def results(self):
-        """(the ranked listing of the sweep's runs, the ranking metric); saved as results.csv."""
+        """(the ranked listing of the sweep's runs, the ranking metric or None, notes); saved as
+        results.csv. A ``metric`` no run reports (val_accuracy without validation data, say)
+        falls back to the default ranking, with a note."""
         from .listing import list_runs
 
         df, _ = list_runs(self.dir)
-        metric = self.spec.metric or next((m for m in RANKING_DEFAULTS if m in df.columns), None)
-        if metric is not None and metric in df.columns:
+        notes = []
+        metric = next((m for m in RANKING_DEFAULTS if m in df.columns), None)
+        if self.spec.metric is not None and self.spec.metric in df.columns:
+            metric = self.spec.metric
+        elif self.spec.metric is not None and not df.empty:
+            notes.append(f"no run reports {self.spec.metric}; ranked by {metric} instead")
+        if metric is not None:
             df, _ = list_runs(self.dir, sort=metric)
         write_rows(self.dir / "results.csv", list(map(str, df.columns)),
                    df.astype(object).where(df.notna(), "").values.tolist())
-        return df, metric
+        return df, metric, notes
 
 
 def task_status(t: Task) -> str:

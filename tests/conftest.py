@@ -6,24 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import setup_workdir, write_blobs_csv
+from helpers import BLOBS_YAML, setup_workdir, write_blobs_csv
 
-BLOBS_YAML = """\
-name: blobs
-seed: 3
-data:
-  train: datasets/blobs.csv
-  target: label
-model:
-  layers: [2, 3, 1]
-  activation: tanh
-loss: bce
-train:
-  optimizer: sgd
-  lr: 0.1
-  epochs: 5
-  batch_size: 8
-"""
 
 
 @pytest.fixture

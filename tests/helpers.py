@@ -205,6 +205,25 @@ def write_blobs_csv(path: Path, n_per_class: int = 20, seed: int = 1) -> Path:
     return write_rows(path, ["x1", "x2", "label"], [rows[i] for i in order])
 
 
+# a small two-class config over write_blobs_csv's file (datasets/blobs.csv)
+BLOBS_YAML = """\
+name: blobs
+seed: 3
+data:
+  train: datasets/blobs.csv
+  target: label
+model:
+  layers: [2, 3, 1]
+  activation: tanh
+loss: bce
+train:
+  optimizer: sgd
+  lr: 0.1
+  epochs: 5
+  batch_size: 8
+"""
+
+
 def write_yaml(path: Path, cfg: dict) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path

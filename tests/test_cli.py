@@ -1,18 +1,20 @@
-"""`nncli train` end to end, through `python -m nncli` in a subprocess with a temporary cwd.
+"""The CLI commands' behaviour (nncli/cli.py): ``nncli train`` end to end (exit codes, stdout
+is the run directory or one JSON object, progress lines on stderr, the run directory's
+files, determinism, --quiet/--name/--runs-dir/--json), ``nncli data``, --help and --version.
 
-The runs this module needs are started together (two or three at a time) by module-scoped
-fixtures; each test then inspects the run it cares about.
+Commands run in this process (helpers.nn) with a temporary cwd; only the installed console
+script needs a real process. The runs this module inspects are trained once by a
+module-scoped fixture; each test then looks at the run it cares about.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
 import shutil
+import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,8 @@ import pytest
 import yaml
 
 import nncli
-from conftest import BLOBS_YAML, NO_PLOTS, run_cli, run_cli_forked, run_dirs, setup_workdir, write_blobs_csv
+from helpers import (BLOBS_YAML, NO_PLOTS, assert_same_arrays, assert_usage_error, cli_env, nn, npz_arrays, read_text_csv, runs_in,
+                     setup_workdir, write_blobs_csv)
 
 RUN_DIR_RE = re.compile(r"^runs/\d{8}-\d{6}-xor-[0-9a-f]{4}$")
 
@@ -53,9 +56,8 @@ def write_three_class_csv(path: Path) -> Path:
 
 
 def read_metrics(run: Path):
-    with open(run / "metrics.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    return rows[0], rows[1:]
+    df = read_text_csv(run / "metrics.csv")
+    return list(df.columns), df.values.tolist()
 
 
 def s(z):
@@ -69,7 +71,7 @@ def _job(base: Path, key: str, args, setup=None):
     d = setup_workdir(base / key)
     if setup:
         setup(d)
-    return d, run_cli("train", *args, cwd=d)
+    return d, nn("train", *args, cwd=d)
 
 
 def _blobs(d):
@@ -94,23 +96,21 @@ def runs(tmp_path_factory):
         "val": (["configs/blobs.yaml", "--set", "data.val_split=0.25", *NO_PLOTS], _blobs),
         "three": (["configs/three.yaml", *NO_PLOTS], _three),
     }
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {k: pool.submit(_job, base, k, args, setup) for k, (args, setup) in jobs.items()}
-        results = {k: f.result() for k, f in futures.items()}
+    results = {k: _job(base, k, args, setup) for k, (args, setup) in jobs.items()}
     # reproduce the first run from its own saved config (into another runs dir, so that the
     # first work directory keeps exactly one run)
     d, r = results["xor"]
-    assert r.returncode == 0, r.stderr
-    saved = r.stdout.strip() + "/config.yaml"
-    results["reproduce"] = (d, run_cli("train", saved, "-q", "--runs-dir", "reproduced", *NO_PLOTS, cwd=d))
+    assert r.rc == 0, r.show()
+    saved = r.text.strip() + "/config.yaml"
+    results["reproduce"] = (d, nn("train", saved, "-q", "--runs-dir", "reproduced", *NO_PLOTS, cwd=d))
     return results
 
 
 @pytest.fixture(scope="module")
 def xor(runs):
     d, r = runs["xor"]
-    assert r.returncode == 0, r.stderr
-    return d, r, d / r.stdout.strip()
+    assert r.rc == 0, r.show()
+    return d, r, d / r.text.strip()
 
 
 # ----------------------------------------------------------------------------- the main xor run
@@ -118,11 +118,11 @@ def xor(runs):
 
 def test_xor_exit_code_and_stdout_is_the_run_dir(xor):
     d, r, run = xor
-    assert r.returncode == 0
-    assert r.stdout.endswith("\n") and r.stdout.count("\n") == 1, repr(r.stdout)
-    assert RUN_DIR_RE.match(r.stdout.strip()), r.stdout
+    assert r.rc == 0
+    assert r.text.endswith("\n") and r.text.count("\n") == 1, repr(r.text)
+    assert RUN_DIR_RE.match(r.text.strip()), r.text
     assert run.is_dir()
-    assert run_dirs(d) == [run]
+    assert runs_in(d) == [run]
 
 
 def test_xor_run_dir_files(xor):
@@ -161,11 +161,11 @@ def test_xor_summary(xor):
 
 def test_xor_stderr_is_plain_and_about_20_progress_lines(xor):
     _, r, run = xor
-    assert "\x1b" not in r.stderr
-    assert "Traceback" not in r.stderr
-    progress = [ln for ln in r.stderr.splitlines() if re.match(r"^epoch\s+\d+/2000\b", ln)]
-    assert 15 <= len(progress) <= 25, r.stderr
-    assert len(r.stderr.splitlines()) < 40
+    assert "\x1b" not in r.err
+    assert not r.tb and "Traceback" not in r.err
+    progress = [ln for ln in r.err.splitlines() if re.match(r"^epoch\s+\d+/2000\b", ln)]
+    assert 15 <= len(progress) <= 25, r.err
+    assert len(r.err.splitlines()) < 40
     assert re.match(r"^epoch\s+2000/2000\b", progress[-1])
     # each progress line agrees with metrics.csv for its epoch
     _, rows = read_metrics(run)
@@ -248,29 +248,23 @@ def test_xor_forward_by_hand_from_saved_arrays(xor):
 def test_same_config_twice_is_bit_identical(runs, xor):
     _, _, run1 = xor
     d2, r2 = runs["xor_again"]
-    assert r2.returncode == 0, r2.stderr
-    run2 = d2 / r2.stdout.strip()
+    assert r2.rc == 0, r2.show()
+    run2 = d2 / r2.text.strip()
     assert run1 != run2
     assert (run1 / "metrics.csv").read_bytes() == (run2 / "metrics.csv").read_bytes()
-    with np.load(run1 / "model.npz", allow_pickle=False) as a, np.load(run2 / "model.npz", allow_pickle=False) as b:
-        assert sorted(a.files) == sorted(b.files)
-        for k in a.files:
-            assert a[k].dtype == b[k].dtype
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_arrays(npz_arrays(run1 / "model.npz"), npz_arrays(run2 / "model.npz"))
     assert (run1 / "config.yaml").read_text() == (run2 / "config.yaml").read_text()
 
 
 def test_training_the_saved_config_reproduces_the_run(runs, xor):
     d, _, run1 = xor
     _, r = runs["reproduce"]
-    assert r.returncode == 0, r.stderr
-    assert r.stderr == ""
-    run3 = d / r.stdout.strip()
+    assert r.rc == 0, r.show()
+    assert r.err == "", r.show()
+    run3 = d / r.text.strip()
     assert run3.parent == d / "reproduced" and run3.is_dir()
     assert (run1 / "metrics.csv").read_bytes() == (run3 / "metrics.csv").read_bytes()
-    with np.load(run1 / "model.npz", allow_pickle=False) as a, np.load(run3 / "model.npz", allow_pickle=False) as b:
-        for k in a.files:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_arrays(npz_arrays(run1 / "model.npz"), npz_arrays(run3 / "model.npz"))
     assert yaml.safe_load((run1 / "config.yaml").read_text()) == yaml.safe_load((run3 / "config.yaml").read_text())
 
 
@@ -281,7 +275,7 @@ def _train_in_process(cfg_path, runs_dir, overrides):
     job = TrainingJob(load_config(cfg_path, overrides), runs_dir)
     run = job.start()
     records = [(r.epoch, r.loss, r.metric, r.val_loss, r.val_metric) for r in job.epochs()]
-    job.finish(**({"plots": False} if NO_PLOTS else {}))
+    job.finish(plots=False)
     return run, records
 
 
@@ -295,9 +289,7 @@ def test_training_job_is_deterministic_in_process(blobs_workdir, monkeypatch, op
     assert run1 != run2
     assert rec1 == rec2 and len(rec1) == 6
     assert (run1 / "metrics.csv").read_bytes() == (run2 / "metrics.csv").read_bytes()
-    with np.load(run1 / "model.npz", allow_pickle=False) as a, np.load(run2 / "model.npz", allow_pickle=False) as b:
-        for k in a.files:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_arrays(npz_arrays(run1 / "model.npz"), npz_arrays(run2 / "model.npz"))
     # a different seed gives a different run (the seed is really used)
     run3, rec3 = _train_in_process("configs/blobs.yaml", "runs", overrides + ["seed=4"])
     assert rec3 != rec1
@@ -308,12 +300,12 @@ def test_training_job_is_deterministic_in_process(blobs_workdir, monkeypatch, op
 
 def test_json_prints_one_object_with_run_dir(runs):
     d, r = runs["json"]
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.count("\n") == 1
-    obj = json.loads(r.stdout)
+    assert r.rc == 0, r.show()
+    assert r.text.count("\n") == 1
+    obj = json.loads(r.text)
     assert isinstance(obj, dict)
     run = d / obj["run_dir"]
-    assert run.is_dir() and run_dirs(d) == [run]
+    assert run.is_dir() and runs_in(d) == [run]
     assert obj["status"] == "completed" and obj["epochs_run"] == 5
     header, rows = read_metrics(run)
     assert header == ["epoch", "loss", "accuracy"]
@@ -322,10 +314,10 @@ def test_json_prints_one_object_with_run_dir(runs):
 
 def test_quiet_and_name(runs):
     d, r = runs["quiet_named"]
-    assert r.returncode == 0, r.stderr
-    assert r.stderr == ""
-    assert r.stdout.count("\n") == 1
-    run = d / r.stdout.strip()
+    assert r.rc == 0, r.show()
+    assert r.err == "", r.show()
+    assert r.text.count("\n") == 1
+    run = d / r.text.strip()
     assert run.is_dir()
     assert "foo" in run.name
     assert re.match(r"^\d{8}-\d{6}-foo-[0-9a-f]{4}$", run.name), run.name
@@ -335,8 +327,8 @@ def test_quiet_and_name(runs):
 
 def test_validation_split_adds_columns(runs):
     d, r = runs["val"]
-    assert r.returncode == 0, r.stderr
-    run = d / r.stdout.strip()
+    assert r.rc == 0, r.show()
+    run = d / r.text.strip()
     header, rows = read_metrics(run)
     assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert len(rows) == 5
@@ -348,13 +340,13 @@ def test_validation_split_adds_columns(runs):
     assert summary["val_metrics"]["rows"] == 10  # 25% of 40 rows, stratified: 5 per class
     assert summary["metrics"]["rows"] == 30
     assert math.isclose(summary["val_metrics"]["loss"], float(rows[-1][3]), rel_tol=1e-6)
-    assert "val_loss" in r.stderr
+    assert "val_loss" in r.err
 
 
 def test_multiclass_auto_sizes_and_w_ij_shapes(runs):
     d, r = runs["three"]
-    assert r.returncode == 0, r.stderr
-    run = d / r.stdout.strip()
+    assert r.rc == 0, r.show()
+    run = d / r.text.strip()
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"]["layers"] == [2, 5, 3]
     assert cfg["model"]["output"] == "softmax"
@@ -370,10 +362,6 @@ def test_console_script_works(workdir):
     exe = shutil.which("nncli", path=str(Path(sys.executable).parent)) or shutil.which("nncli")
     if exe is None:
         pytest.skip("the nncli console script is not installed")
-    import subprocess
-
-    from conftest import cli_env
-
     r = subprocess.run([exe, "train", "configs/xor.yaml", "-q", "--set", "train.epochs=2", *NO_PLOTS],
                        cwd=workdir, capture_output=True, text=True, env=cli_env(), timeout=120)
     assert r.returncode == 0, r.stderr
@@ -381,10 +369,10 @@ def test_console_script_works(workdir):
 
 
 def test_runs_dir_option(workdir):
-    r = run_cli_forked("train", "configs/xor.yaml", "-q", "--runs-dir", "elsewhere/runs",
-                       "--set", "train.epochs=2", *NO_PLOTS, cwd=workdir)
-    assert r.returncode == 0, r.stderr
-    run = workdir / r.stdout.strip()
+    r = nn("train", "configs/xor.yaml", "-q", "--runs-dir", "elsewhere/runs", "--set", "train.epochs=2", *NO_PLOTS,
+           cwd=workdir)
+    assert r.rc == 0, r.show()
+    run = workdir / r.text.strip()
     assert run.parent == workdir / "elsewhere" / "runs"
     assert (run / "summary.json").is_file()
     assert not (workdir / "runs").exists()
@@ -396,10 +384,10 @@ def test_diverging_run_exits_1_and_keeps_finite_weights(tmp_path):
         "data: {train: lin.csv, target: y}\nmodel: {layers: [1, 3, 1]}\nloss: mse\n"
         "train: {lr: 1000000, epochs: 50}\n"
     )
-    r = run_cli_forked("train", "div.yaml", *NO_PLOTS, cwd=tmp_path)
-    assert r.returncode == 1, r.stderr
-    assert "Traceback" not in r.stderr
-    run = tmp_path / r.stdout.strip()
+    r = nn("train", "div.yaml", *NO_PLOTS, cwd=tmp_path)
+    assert r.rc == 1, r.show()
+    assert not r.tb and "Traceback" not in r.err
+    run = tmp_path / r.text.strip()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged"
     assert summary["epochs_run"] < 50
@@ -407,7 +395,7 @@ def test_diverging_run_exits_1_and_keeps_finite_weights(tmp_path):
         for k in z.files:
             if k.startswith(("W", "b")):
                 assert np.all(np.isfinite(z[k])), k
-    assert "diverged" in r.stderr.splitlines()[-1]
+    assert "diverged" in r.err_lines[-1]
 
 
 # ----------------------------------------------------------------------------- the training loop
@@ -469,8 +457,54 @@ def test_full_batch_epoch_loss_is_the_loss_at_the_starting_weights(blobs_workdir
     monkeypatch.chdir(blobs_workdir)
     cfg = load_config("configs/blobs.yaml", ["train.epochs=1", "train.batch_size=full", "train.dtype=float64"])
     data, model, _, _ = prepare(cfg)
-    E0 = model.loss(data.train.X, data.train.Y, LOSSES["bce"])
+    E0 = model.objective(data.train.X, data.train.Y, LOSSES["bce"])
     job = TrainingJob(cfg, "runs")
     job.start()
     (rec,) = list(job.epochs())
     assert math.isclose(rec.loss, E0, rel_tol=1e-12)
+
+
+# ----------------------------------------------------------------------------- version, help, data
+
+
+def test_version_prints_the_package_version(tmp_path):
+    r = nn("--version", cwd=tmp_path)
+    assert r.rc == 0, r.show()
+    assert r.text == f"nncli {nncli.__version__}\n" and r.err == "", r.show()
+
+
+def test_help_lists_every_command_and_the_exit_codes(tmp_path):
+    r = nn("--help", cwd=tmp_path)
+    assert r.rc == 0, r.show()
+    for command in ("train", "gradcheck", "eval", "predict", "plot", "runs", "sweep", "data"):
+        assert re.search(rf"^\s+{command}\s", r.text, re.M), (command, r.text)
+    assert "2 bad usage, config or data" in " ".join(r.text.split()), r.text
+    train = nn("train", "--help", cwd=tmp_path)
+    assert train.rc == 0, train.show()
+    for opt in ("--set", "--name", "--runs-dir", "--resume", "--quiet", "--json", "--no-plots"):
+        assert opt in train.text, (opt, train.text)
+
+
+def test_data_writes_a_seeded_csv_to_stdout_or_a_file(tmp_path):
+    a = nn("data", "xor", "-o", "-", "--n", "40", "--seed", "3", cwd=tmp_path)
+    b = nn("data", "xor", "-o", "-", "--n", "40", "--seed", "3", cwd=tmp_path)
+    c = nn("data", "xor", "-o", "-", "--n", "40", "--seed", "4", cwd=tmp_path)
+    for r in (a, b, c):
+        assert r.rc == 0 and r.err == "", r.show()  # stdout carries only the CSV
+    assert a.out == b.out and a.out != c.out  # the same seed, the same bytes
+    df = read_text_csv(a.out)
+    assert list(df.columns) == ["x1", "x2", "label"] and len(df) == 40
+    assert set(df["label"]) <= {"0", "1"}
+    f = nn("data", "xor", "-o", "xor40.csv", "--n", "40", "--seed", "3", cwd=tmp_path)
+    assert f.rc == 0 and f.text == "", f.show()
+    assert f.err_lines == ["wrote xor40.csv: 40 rows, columns x1, x2, label"], f.show()
+    assert (tmp_path / "xor40.csv").read_bytes() == a.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["xor40.csv"]  # no temporary file left
+
+
+def test_data_rejects_an_unknown_dataset_and_a_missing_output(tmp_path):
+    assert_usage_error(nn("data", "nope", "-o", "out.csv", cwd=tmp_path), "unknown dataset 'nope'", "moons")
+    r = nn("data", "xor", cwd=tmp_path)
+    assert r.rc == 2 and not r.tb, r.show()
+    assert "--output" in r.err, r.show()
+    assert r.text == "" and list(tmp_path.iterdir()) == []
