@@ -76,7 +76,7 @@ class ModelConfig(_Section):
     )
     activation: Union[str, list[str]] = Field("tanh", description="hidden activation, or one per hidden layer")
     output: Optional[str] = Field(None, description="output activation; default follows the loss")
-    init: str = Field("xavier", description="xavier | he | normal (seeded), or an .npz file of initial weights")
+    init: str = Field("xavier", description="a name in nncli.model.INITS (seeded), or an .npz file of initial weights")
 
     @field_validator("layers", mode="before")
     @classmethod
@@ -147,7 +147,7 @@ class EarlyStopping(_Section):
 
 
 class _TrainCore(_Section):
-    optimizer: str = Field("sgd", description="sgd | momentum | adam")
+    optimizer: str = Field("sgd", description="a name in nncli.optim.OPTIMIZERS")
     lr: float = Field(gt=0, description="learning rate eta")
     epochs: int = Field(ge=1)
     batch_size: Union[int, Literal["full"]] = Field(32, description="samples per gradient step, or 'full'")
@@ -181,26 +181,13 @@ def _hyper_field(h: Hyper):
     return (float, Field(h.default, description=h.doc, **bounds))
 
 
-# The train section: the loop's keys, then every registered optimizer's hyperparameters
-# (declared in nncli.optim, so a new optimizer brings its keys), then the rest.
-TrainConfig = create_model(
-    "TrainConfig",
-    __base__=_TrainCore,
-    **{name: _hyper_field(h) for name, h in hyperparameters().items()},
-    l2=(float, Field(0.0, ge=0, description="weight decay: adds (l2/2) sum ||W_l||^2 to the loss")),
-    dtype=(Literal["float32", "float64"], "float32"),
-    early_stopping=(Optional[EarlyStopping], None),
-    checkpoint_every=(Optional[int], Field(None, ge=1, description="write a resumable checkpoint every K epochs")),
-)
-
-
 class Config(_Section):
     name: Optional[str] = Field(None, description="run name (letters, digits, . _ -); default: the config file's stem")
     seed: int = Field(0, ge=0, description="seeds the one random generator: init, splits, shuffling")
     data: DataConfig
     model: ModelConfig
     loss: str
-    train: TrainConfig
+    train: _TrainCore  # validated as schema()'s train section: these keys plus every optimizer's hyperparameters
 
     @field_validator("name")
     @classmethod
@@ -254,6 +241,35 @@ class Config(_Section):
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
+
+
+def _train_section(hypers: dict[str, Hyper]) -> type[_TrainCore]:
+    """The train section: the loop's keys, every registered optimizer's hyperparameters (as
+    nncli.optim declares them), then the rest."""
+    return create_model(
+        "TrainConfig",
+        __base__=_TrainCore,
+        **{name: _hyper_field(h) for name, h in hypers.items()},
+        l2=(float, Field(0.0, ge=0, description="weight decay: adds (l2/2) sum ||W_l||^2 to the loss")),
+        dtype=(Literal["float32", "float64"], "float32"),
+        early_stopping=(Optional[EarlyStopping], None),
+        checkpoint_every=(Optional[int], Field(None, ge=1, description="write a resumable checkpoint every K epochs")),
+    )
+
+
+_SCHEMA: tuple = (None, None)  # (the hyperparameters it was built for, the schema): one entry
+
+
+def schema() -> type[Config]:
+    """The Config schema configs are validated with: :class:`Config` whose train section offers
+    the hyperparameters of the optimizers registered now (rebuilt when that set changes, so
+    an optimizer registered at run time brings its ``train.<name>`` keys)."""
+    global _SCHEMA
+    hypers = hyperparameters()
+    key = tuple(hypers.items())
+    if _SCHEMA[0] != key:
+        _SCHEMA = (key, create_model("Config", __base__=Config, train=(_train_section(hypers), ...)))
+    return _SCHEMA[1]
 
 
 # ---------------------------------------------------------------------- loading
@@ -401,9 +417,10 @@ def config_from_dict(raw: Any, source: str, overrides: Optional[list[str]] = Non
         raise ConfigError(f"{source}: expected a mapping of keys (name, seed, data, model, loss, train), got {type(raw).__name__}")
     raw = apply_overrides(raw, list(overrides or []))
     try:
-        return Config.model_validate(raw)
+        model = schema()
+        return model.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, source, Config)) from None
+        raise ConfigError(format_validation_error(e, source, model)) from None
 
 
 def load_config(path: Path | str, overrides: Optional[list[str]] = None) -> Config:

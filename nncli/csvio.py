@@ -142,17 +142,21 @@ def atomic_file(path: str | Path, mode: str = "wb", **open_kw) -> Iterator:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fh = open(tmp, mode.replace("w", "x"), **open_kw)
+    done = False
     try:
         yield fh
         fh.flush()
         os.fsync(fh.fileno())
         fh.close()
         os.replace(tmp, path)
+        done = True
     finally:
-        if not fh.closed:
-            fh.close()
-        if tmp.exists():
-            tmp.unlink()
+        if not done:
+            try:
+                fh.close()  # flushes what is buffered: on a full disk that fails again
+            except OSError:
+                pass
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -50,7 +50,7 @@ def eval_source(run: Run, data: Optional[str]):
     if not (d.test_split or d.val_split):
         return df, f"data.train {d.train} (no test or validation data configured)", "eval.json", []
     name = "test" if d.test_split else "val"
-    held, note = run.rows_of(df, name, source)
+    held, note = run.rows_of(df, name, source, fix="restore the file, train again, or evaluate another file with --data")
     if note is not None:
         return held, f"data.train {d.train} (every row, training rows included)", "eval.json", [
             note + ", training rows included. Retrain it, or pass --data"]

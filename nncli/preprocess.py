@@ -299,8 +299,8 @@ class Preprocessor:
         """Predictions from network outputs A: (labels or values, class probabilities or None)."""
         if not self.task.is_classifier:
             return A, None
-        proba = self.task.probabilities(A)
-        return np.asarray(self.classes, dtype=object)[np.argmax(proba, axis=1)], proba
+        # the task's decision (y_hat >= 1/2 is class 1 for binary), as eval and training count it
+        return np.asarray(self.classes, dtype=object)[self.task.predicted_codes(A)], self.task.probabilities(A)
 
     def unscale(self, X: np.ndarray) -> np.ndarray:
         """Standardised inputs back in the data's own units (float64)."""

@@ -249,7 +249,7 @@ class Run:
     def path(self) -> Path:
         return self.dir.path
 
-    def rows_of(self, df, split: str, source: str):
+    def rows_of(self, df, split: str, source: str, fix: str = "restore the file, or train again"):
         """(the rows of ``df``, the run's training CSV, in the saved ``split``; a note or None).
 
         A run saved before split indices were kept gives every row, with a note saying so.
@@ -262,7 +262,7 @@ class Run:
                         f"are unknown: using every row of {source}")
         if self.splits["n_rows"] != len(df):
             raise DataError(f"{source}: has {len(df)} rows, but the run was trained on {self.splits['n_rows']}; "
-                            f"the file changed since training, so its {split} rows are unknown")
+                            f"the file changed since training, so its {split} rows are unknown; {fix}")
         return df.iloc[self.splits[split]], None
 
 
