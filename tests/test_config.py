@@ -1,23 +1,26 @@
-"""The experiment config: loading, defaults, --set overrides, and every rejected config.
+"""nncli.config: loading, defaults, --set overrides, the train keys the optimizers declare,
+one-line validation messages, and every rejected config.
 
-Rejected configs go through the real CLI in a subprocess: exit code 2, exactly one line on
-stderr naming the key (with a "did you mean" for names), no traceback, nothing written.
-The subprocesses of this module are started together, a few at a time, to keep the suite
-fast; each test then checks the result of its own run.
+Rejected configs go through the CLI: exit code 2, exactly one line on stderr naming the key
+(with a "did you mean" for names), no traceback, nothing written. Every case runs in this
+process (``nn``); a few also run as a real ``python -m nncli`` subprocess (``cli``), started
+together, and must give the same exit status and output.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import NO_PLOTS, XOR_YAML, run_cli, run_cli_forked, run_dirs, setup_workdir, xor_yaml
-from nncli.config import Config, apply_overrides, config_from_dict, dump_config, load_config, parse_override
+from pydantic import ValidationError
+
+from helpers import NO_PLOTS, XOR_YAML, Res, cli_many, nn, runs_in, setup_workdir, xor_yaml
+from nncli.config import (Config, schema, apply_overrides, config_from_dict, dump_config, format_validation_error,
+                          load_config, parse_override)
 from nncli.errors import ConfigError
 
 # ----------------------------------------------------------------------------- in-process loading
@@ -146,6 +149,117 @@ def test_every_config_error_is_one_line(tmp_path):
     assert "\n" not in msg and "train.lrr" in msg and "bad.yaml" in msg
 
 
+# ----------------------------------------------------------------------------- optimizer hyperparameters
+
+# the train keys that are not an optimizer's hyperparameter
+LOOP_KEYS = {"optimizer", "lr", "epochs", "batch_size", "shuffle", "l2", "dtype", "early_stopping", "checkpoint_every"}
+
+# name: (default, accepted values, rejected values): the README's ranges, written out here
+HYPER_EXPECTED = {
+    "momentum": (0.9, [0.0, 0.5, 0.999], [1.0, 1.5, -0.1]),
+    "beta1": (0.9, [0.0, 0.99], [1.0, -0.01]),
+    "beta2": (0.999, [0.0, 0.9999], [1.0, -1.0]),
+    "eps": (1e-8, [1e-12, 1.0, 10.0], [0.0, -1e-8]),
+}
+
+
+def test_train_config_offers_exactly_the_optimizers_declared_hyperparameters():
+    from nncli.optim import OPTIMIZERS, hyperparameters
+
+    declared = {}
+    for cls in OPTIMIZERS.values():
+        for name, h in cls.hyperparameters.items():
+            declared.setdefault(name, h)
+    assert hyperparameters() == declared
+    assert set(schema().model_fields["train"].annotation.model_fields) - LOOP_KEYS == set(declared) == set(HYPER_EXPECTED)
+    assert set(OPTIMIZERS["sgd"].hyperparameters) == set()
+    assert set(OPTIMIZERS["momentum"].hyperparameters) == {"momentum"}
+    assert set(OPTIMIZERS["adam"].hyperparameters) == {"beta1", "beta2", "eps"}
+    for name, h in declared.items():
+        assert schema().model_fields["train"].annotation.model_fields[name].default == h.default == HYPER_EXPECTED[name][0], name
+
+
+@pytest.mark.parametrize("name", sorted(HYPER_EXPECTED))
+def test_hyperparameter_defaults_and_bounds(name):
+    """The config accepts and rejects exactly what the optimizer's constructor does."""
+    import numpy as np
+
+    from nncli.optim import OPTIMIZERS
+
+    default, accepted, rejected = HYPER_EXPECTED[name]
+    assert getattr(load_config(XOR_YAML).train, name) == default
+    owner = next(cls for cls in OPTIMIZERS.values() if name in cls.hyperparameters)
+    params = [np.zeros(3)]
+    assert getattr(owner(params, 0.1), name) == default
+    for v in accepted:
+        assert getattr(load_config(XOR_YAML, [f"train.{name}={v!r}"]).train, name) == v
+        assert getattr(owner(params, 0.1, **{name: v}), name) == v
+    for v in rejected:
+        with pytest.raises(ConfigError) as e:
+            load_config(XOR_YAML, [f"train.{name}={v!r}"])
+        msg = str(e.value)
+        assert "\n" not in msg and f"train.{name}:" in msg and repr(v).rstrip("0").rstrip(".") in msg, msg
+        with pytest.raises(ValueError):
+            owner(params, 0.1, **{name: v})
+
+
+def test_an_optimizer_refuses_a_hyperparameter_it_does_not_declare():
+    import numpy as np
+
+    from nncli.optim import OPTIMIZERS
+
+    with pytest.raises(TypeError, match="momentum"):
+        OPTIMIZERS["sgd"]([np.zeros(2)], 0.1, momentum=0.5)
+    with pytest.raises(TypeError, match="beta1"):
+        OPTIMIZERS["momentum"]([np.zeros(2)], 0.1, beta1=0.5)
+    # but a config for sgd may still set them: they are used only by the optimizer that declares them
+    cfg = load_config(XOR_YAML, ["train.momentum=0.5", "train.beta1=0.5"])
+    assert cfg.train.optimizer == "sgd" and cfg.train.momentum == 0.5
+
+
+# ----------------------------------------------------------------------------- messages of any schema
+
+
+def _validation_error(schema, raw) -> ValidationError:
+    with pytest.raises(ValidationError) as e:
+        schema.model_validate(raw)
+    return e.value
+
+
+def test_format_validation_error_of_a_sweep_lists_the_sweep_keys():
+    from nncli.sweep import SweepSpec
+
+    err = _validation_error(SweepSpec, {"base": "configs/xor.yaml", "gird": {"train.lr": [0.1]}})
+    assert format_validation_error(err, "s.yaml", SweepSpec) == (
+        "s.yaml: gird: unknown key; did you mean 'grid'? (valid keys here: base, name, grid, random, metric, plots)")
+    err = _validation_error(SweepSpec, {"base": "b.yaml", "random": {"sample": 3, "params": {}}})
+    assert format_validation_error(err, "s.yaml", SweepSpec) == (
+        "s.yaml: random.sample: unknown key; did you mean 'samples'? (valid keys here: samples, seed, params)")
+    err = _validation_error(SweepSpec, {"grid": {"train.lr": [0.1]}})
+    assert format_validation_error(err, "s.yaml", SweepSpec) == "s.yaml: base: required key is missing"
+
+
+def test_sweep_file_with_an_unknown_key_is_one_line_naming_the_sweep_keys(tmp_path):
+    from nncli.sweep import load_sweep
+
+    p = tmp_path / "s.yaml"
+    p.write_text("base: configs/xor.yaml\nseed: 3\ngrid:\n  train.lr: [0.1]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_sweep(p)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{p}: seed: unknown key"), msg
+    assert "(valid keys here: base, name, grid, random, metric, plots)" in msg
+    assert "data" not in msg and "model" not in msg, "the config's keys are not the sweep's"
+
+
+def test_format_validation_error_of_a_config_is_unchanged():
+    raw = yaml.safe_load(xor_yaml(("  lr: 0.5", "  lrr: 0.5")))
+    err = _validation_error(schema(), raw)
+    msg = format_validation_error(err, "c.yaml", schema())
+    assert msg.startswith("c.yaml: train.lrr: unknown key; did you mean 'lr'? (valid keys here: optimizer, lr, epochs, ")
+    assert "momentum, beta1, beta2, eps" in msg and "(and " not in msg, msg  # lr "missing" is the same problem
+
+
 # ----------------------------------------------------------------------------- through the CLI
 
 VALID_ACTIVATIONS = ["identity", "step", "sigmoid", "tanh", "relu", "leaky_relu"]
@@ -191,44 +305,50 @@ ACCEPTED = {
 }
 
 
-# these also go through a real `python -m nncli` subprocess, as a check on the forked runner
+# these also go through a real `python -m nncli` subprocess: the in-process runs must agree with it
 SUBPROCESS_CASES = ["python_tag", "yaml_syntax_error", "missing_data_file"]
 
 
-def _run_case(base: Path, case: str, subs, args, runner):
+def _case_dir(base: Path, case: str, subs) -> Path:
     d = setup_workdir(base / case)
     (d / "configs" / "c.yaml").write_text(xor_yaml(*subs), encoding="utf-8")
-    return d, runner("train", "configs/c.yaml", *args, cwd=d)
+    return d
 
 
 @pytest.fixture(scope="module")
-def cli_results(tmp_path_factory):
-    """Every case of REJECTED and ACCEPTED, each in its own work directory (forked runner)."""
+def cli_results(tmp_path_factory) -> dict[str, tuple[Path, Res]]:
+    """Every case of REJECTED and ACCEPTED, each in its own work directory, run in this process."""
     base = tmp_path_factory.mktemp("cli_cases")
     cases = {k: v[:2] for k, v in REJECTED.items()}
     cases.update(ACCEPTED)
-    return {k: _run_case(base, k, subs, args, run_cli_forked) for k, (subs, args) in cases.items()}
+    out = {}
+    for k, (subs, args) in cases.items():
+        d = _case_dir(base, k, subs)
+        out[k] = d, nn("train", "configs/c.yaml", *args, cwd=d)
+    return out
 
 
 @pytest.fixture(scope="module")
-def subprocess_results(tmp_path_factory):
+def subprocess_results(tmp_path_factory) -> dict[str, tuple[Path, Res]]:
+    """SUBPROCESS_CASES through real ``python -m nncli`` processes, started together."""
     base = tmp_path_factory.mktemp("cli_subprocess_cases")
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {k: pool.submit(_run_case, base, k, *REJECTED[k][:2], run_cli) for k in SUBPROCESS_CASES}
-        return {k: f.result() for k, f in futures.items()}
+    dirs = {k: _case_dir(base, k, REJECTED[k][0]) for k in SUBPROCESS_CASES}
+    res = cli_many([(["train", "configs/c.yaml", *REJECTED[k][1]], dirs[k]) for k in SUBPROCESS_CASES])
+    return {k: (dirs[k], r) for k, r in zip(SUBPROCESS_CASES, res)}
 
 
-def check_rejected(case, d, r):
+def check_rejected(case, d, r: Res):
     patterns = REJECTED[case][2]
-    assert "Traceback" not in r.stderr, r.stderr
-    assert r.returncode == 2, (r.returncode, r.stderr)
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1, r.stderr
-    assert r.stdout == ""
+    assert not r.tb, r.show()
+    assert "Traceback" not in r.err, r.err
+    assert r.rc == 2, r.show()
+    lines = r.err.splitlines()
+    assert len(lines) == 1, r.err
+    assert r.out == b""
     msg = lines[0]
     for pat in patterns:
         assert re.search(pat, msg, flags=re.IGNORECASE), f"{pat!r} not in {msg!r}"
-    assert run_dirs(d) == [], "a rejected config must not create a run directory"
+    assert runs_in(d) == [], "a rejected config must not create a run directory"
     assert not (d / "PWNED").exists()
 
 
@@ -243,31 +363,31 @@ def test_rejected_config_subprocess(subprocess_results, case):
 
 
 @pytest.mark.parametrize("case", SUBPROCESS_CASES)
-def test_forked_runner_agrees_with_subprocess(cli_results, subprocess_results, case):
+def test_in_process_run_agrees_with_subprocess(cli_results, subprocess_results, case):
     (_, a), (_, b) = cli_results[case], subprocess_results[case]
-    assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
 
 
 @pytest.mark.parametrize("results", ["cli_results", "subprocess_results"])
 def test_python_tag_runs_no_code(request, results):
     d, r = request.getfixturevalue(results)["python_tag"]
-    assert r.returncode == 2
+    assert r.rc == 2
     assert not (d / "PWNED").exists()
     assert not (d / "configs" / "PWNED").exists()
 
 
 def test_unknown_activation_suggests_one_name(cli_results):
     # the message for an unknown activation lists the choices as well as the suggestion
-    msg = cli_results["unknown_activation"][1].stderr
+    msg = cli_results["unknown_activation"][1].err
     assert msg.count("did you mean") == 1
 
 
 @pytest.mark.parametrize("case", ["lr_exponent_in_file", "lr_exponent_in_set"])
 def test_lr_exponent_is_accepted_and_saved_as_float(cli_results, case):
     d, r = cli_results[case]
-    assert r.returncode == 0, r.stderr
-    run = Path(d, r.stdout.strip())
-    assert run.is_dir() and run_dirs(d) == [run]
+    assert r.rc == 0, r.show()
+    run = Path(d, r.text.strip())
+    assert run.is_dir() and runs_in(d) == [run]
     saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     assert isinstance(saved["train"]["lr"], float) and saved["train"]["lr"] == 0.001
     assert saved["train"]["epochs"] == 3
@@ -275,11 +395,11 @@ def test_lr_exponent_is_accepted_and_saved_as_float(cli_results, case):
 
 def test_step_hidden_trains_with_a_warning(cli_results):
     d, r = cli_results["step_hidden"]
-    assert r.returncode == 0, r.stderr
-    assert "Traceback" not in r.stderr
-    warn = [line for line in r.stderr.splitlines() if "warning" in line.lower()]
-    assert len(warn) == 1, r.stderr
+    assert r.rc == 0, r.show()
+    assert "Traceback" not in r.err
+    warn = [line for line in r.err.splitlines() if "warning" in line.lower()]
+    assert len(warn) == 1, r.err
     assert "step" in warn[0]
     assert re.search(r"derivative (is )?(0|zero)|zero (derivative|gradient)", warn[0], re.IGNORECASE), warn[0]
-    summary = json.loads((Path(d, r.stdout.strip()) / "summary.json").read_text())
+    summary = json.loads((Path(d, r.text.strip()) / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_run"] == 3

@@ -1,17 +1,16 @@
-"""The gallery: every shipped config trains, the data command is deterministic, pictures are PNGs."""
+"""The gallery (configs/, datasets/, nncli.synth): every shipped config trains, the data command is
+deterministic, pictures are PNGs, and the boundary picture shows the saved training rows."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import REPO, assert_usage_error, nn
 from nncli import synth
 from nncli.config import load_config
 from nncli.job import TrainingJob
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -41,9 +40,9 @@ def _png_ok(path: Path):
 
 def test_train_and_eval_write_valid_pictures(tmp_path):
     def run(*args):
-        p = subprocess.run([sys.executable, "-m", "nncli", *args], cwd=REPO, capture_output=True, text=True)
-        assert p.returncode == 0, p.stderr
-        return p.stdout.strip()
+        r = nn(*args, cwd=REPO)
+        assert r.rc == 0, r.show()
+        return r.text.strip()
 
     run_dir = Path(REPO / run("train", "configs/moons.yaml", "-q", "--runs-dir", str(tmp_path), "--set", "train.epochs=5"))
     _png_ok(run_dir / "loss.png")
@@ -77,31 +76,45 @@ def test_committed_synthetic_csvs_are_what_the_command_writes(tmp_path):
              "gauss": "gauss.csv", "sine": "sine.csv"}
     for name, file in files.items():
         out = tmp_path / file
-        p = subprocess.run([sys.executable, "-m", "nncli", "data", name, "-o", str(out), "--seed", "0"],
-                           cwd=REPO, capture_output=True, text=True)
-        assert p.returncode == 0, p.stderr
+        r = nn("data", name, "-o", out, "--seed", "0", cwd=REPO)
+        assert r.rc == 0, r.show()
         assert out.read_bytes() == (REPO / "datasets" / file).read_bytes(), file
 
 
 def test_data_command_rejects_bad_input():
-    p = subprocess.run([sys.executable, "-m", "nncli", "data", "spiral", "-o", "-"], capture_output=True, text=True)
-    assert p.returncode == 2 and "did you mean 'spirals'" in p.stderr and p.stdout == ""
+    r = nn("data", "spiral", "-o", "-", cwd=REPO)
+    assert_usage_error(r, "did you mean 'spirals'")
+    assert r.out == b""
 
 
 @pytest.mark.parametrize("name", ["moons", "xor_clusters", "spirals"])
 def test_boundary_points_from_memory_are_the_training_rows_of_the_csv(name, monkeypatch, tmp_path):
     """train draws decision_boundary.png from the data in memory (un-standardised); `nncli
-    plot` reads the CSV again. Both must show the same training points with the same classes."""
-    from nncli.data import read_train_csv, split_rows
+    plot` reads the CSV again with the run's saved training rows. Both must show the same
+    training points with the same classes."""
+    from nncli.data import read_train_csv
+    from nncli.runs import RunDir
 
     monkeypatch.chdir(REPO)
     cfg = load_config(f"configs/{name}.yaml", ["train.epochs=1"])
     job = TrainingJob(cfg, tmp_path)
-    X_mem, codes_mem = job._raw_training_points()
-    prep = job.data.prep
+    run = job.start()
+    prep, train = job.data.prep, job.data.train
+    X_mem, codes_mem = prep.unscale(train.X), prep.task.true_codes(train.Y)  # what train's picture shows
+
+    saved = RunDir(run).read_splits()
+    assert saved is not None and set(saved) == set(job.data.rows) | {"n_rows"}
+    for split, rows in job.data.rows.items():
+        np.testing.assert_array_equal(saved[split], rows)
     df, source = read_train_csv(cfg, prep.str_columns())
-    rows, _, _ = split_rows(cfg, df, np.random.default_rng(cfg.seed), source)
-    df = df.iloc[rows]
+    assert saved["n_rows"] == job.data.n_rows == len(df)
+    # the held-out test rows (every config here has a test split) are not drawn as training points
+    assert len(saved["test"]) > 0 and not set(saved["test"]) & set(saved["train"])
+    assert len(saved["train"]) == train.n < len(df)
+
+    df = df.iloc[saved["train"]]
     X_csv = np.column_stack([df[f].to_numpy(dtype=np.float64) for f in prep.features])
     np.testing.assert_allclose(X_mem, X_csv, rtol=1e-6, atol=1e-6 * np.abs(X_csv).max())
+    labels = df[prep.targets[0]].astype(str).tolist()
+    np.testing.assert_array_equal(codes_mem, [prep.classes.index(v) for v in labels])
     np.testing.assert_array_equal(codes_mem, prep.label_codes(df[prep.targets[0]], source))

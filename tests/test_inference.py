@@ -1,5 +1,6 @@
-"""`nncli predict` and `nncli eval`: round trips, independence from nncli's own code,
-column matching, stdin/stdout, atomic -o, chunking, regression, and eval's default data.
+"""nncli.inference (`nncli predict` and `nncli eval`): round trips, independence from nncli's
+own code, column matching, stdin/stdout, atomic -o, chunking, regression, and eval's default
+data (the held-out rows saved in splits.npz; every row, with a note, for an older run).
 
 Expected values are computed here from the CSV contents written by these tests and from
 the saved model.npz / preprocess.json arrays, never copied from nncli's output.
@@ -13,6 +14,7 @@ import csv
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,18 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-# ---------------------------------------------------------------------- subprocess helpers
-
-from cli_helpers import EVAL_FLAGS, TRAIN_FLAGS, Res, _chdir, _env, cli, cli_many, my_forward, nn, read_text_csv, write_rows  # noqa: F401
-
-
-def assert_one_line_error(r: Res, *needles: str) -> None:
-    assert r.rc == 2, f"exit {r.rc}, stderr: {r.err}"
-    assert len(r.err_lines) == 1, f"expected one line on stderr, got: {r.err!r}"
-    assert "Traceback" not in r.err
-    for n in needles:
-        assert n in r.err, f"{n!r} not in {r.err!r}"
-
+from helpers import (NO_PLOTS, assert_usage_error, cli, cli_env, cli_many, my_forward, nn, npz_arrays, read_text_csv,
+                     write_rows)
 
 # ---------------------------------------------------------------------- data
 
@@ -141,16 +133,16 @@ def W(tmp_path_factory):
     """A work directory with the CSVs and every trained run the tests use."""
     wd = tmp_path_factory.mktemp("evalpredict")
     train = clf_rows(N_TRAIN, seed=1)
-    write_rows(wd / "clf.csv", train, CLF_COLUMNS)
+    write_rows(wd / "clf.csv", CLF_COLUMNS, train)
     new = clf_rows(50, seed=11)
-    write_rows(wd / "new.csv", new, CLF_COLUMNS)
-    write_rows(wd / "clf_test.csv", clf_rows(30, seed=5), CLF_COLUMNS)
-    write_rows(wd / "clf_val.csv", clf_rows(25, seed=6), CLF_COLUMNS)
+    write_rows(wd / "new.csv", CLF_COLUMNS, new)
+    write_rows(wd / "clf_test.csv", CLF_COLUMNS, clf_rows(30, seed=5))
+    write_rows(wd / "clf_val.csv", CLF_COLUMNS, clf_rows(25, seed=6))
     reg_train, reg_new = reg_rows(100, seed=3), reg_rows(40, seed=4)
-    write_rows(wd / "reg1.csv", reg_train, ["x1", "x2", "g", "y1"])
-    write_rows(wd / "reg2.csv", reg_train, ["x1", "x2", "g", "y1", "y2"])
-    write_rows(wd / "reg1_new.csv", reg_new, ["x1", "x2", "g", "y1"])
-    write_rows(wd / "reg2_new.csv", reg_new, ["x1", "x2", "g", "y1", "y2"])
+    write_rows(wd / "reg1.csv", ["x1", "x2", "g", "y1"], reg_train)
+    write_rows(wd / "reg2.csv", ["x1", "x2", "g", "y1", "y2"], reg_train)
+    write_rows(wd / "reg1_new.csv", ["x1", "x2", "g", "y1"], reg_new)
+    write_rows(wd / "reg2_new.csv", ["x1", "x2", "g", "y1", "y2"], reg_new)
 
     configs = {
         "clf": clf_yaml("clf"),
@@ -165,7 +157,7 @@ def W(tmp_path_factory):
         (wd / f"{name}.yaml").write_text(text, encoding="utf-8")
     runs = {}
     for name in configs:
-        r = nn("train", f"{name}.yaml", "-q", "--runs-dir", "runs", *TRAIN_FLAGS, cwd=wd)
+        r = nn("train", f"{name}.yaml", "-q", "--runs-dir", "runs", *NO_PLOTS, cwd=wd)
         assert r.rc == 0, f"training {name} failed: {r.err}"
         runs[name] = wd / r.text.strip().splitlines()[-1]
         assert (runs[name] / "summary.json").exists()
@@ -223,7 +215,7 @@ def test_predict_eval_round_trip_text_features_and_labels(W, base_predict):
     mine = my_class_report(true, pred, classes)
     assert mine["accuracy"] >= 0.85, "a learnable problem should be learnt"
 
-    r = nn("eval", run, "--data", "new.csv", "--json", *EVAL_FLAGS, cwd=wd)
+    r = nn("eval", run, "--data", "new.csv", "--json", *NO_PLOTS, cwd=wd)
     assert r.rc == 0, r.err
     rep = json.loads(r.text)
     assert rep["rows"] == 50
@@ -324,7 +316,7 @@ def test_header_only_input_is_an_error_and_writes_nothing(W):
     """Exit 2 means 'nothing is written' (README); not even the header line on stdout."""
     (W["dir"] / "header_only.csv").write_text(",".join(CLF_COLUMNS) + "\n", encoding="utf-8")
     r = nn("predict", W["runs"]["clf"], "header_only.csv", cwd=W["dir"])
-    assert_one_line_error(r, "header_only.csv")
+    assert_usage_error(r, "header_only.csv")
     assert r.out == b"", f"stdout on error: {r.out!r}"
 
 
@@ -351,11 +343,11 @@ def test_predict_input_errors_name_columns_rows_and_values(W):
     res.update({f: nn("predict", W["runs"]["clf"], f, cwd=W["dir"]) for f in files[1:]})
     for f, r in res.items():
         assert r.out == b"", f"{f}: nothing may reach stdout on an error"
-    assert_one_line_error(res["e_missing.csv"], "température", "couleur")
-    assert_one_line_error(res["e_unseen.csv"], "couleur", "violet", "row 17")
-    assert_one_line_error(res["e_blank.csv"], "température", "row 9")
-    assert_one_line_error(res["e_na_cat.csv"], "couleur", "row 4")
-    assert_one_line_error(res["e_text_num.csv"], "température", "row 12", "chaud")
+    assert_usage_error(res["e_missing.csv"], "température", "couleur")
+    assert_usage_error(res["e_unseen.csv"], "couleur", "violet", "row 17")
+    assert_usage_error(res["e_blank.csv"], "température", "row 9")
+    assert_usage_error(res["e_na_cat.csv"], "couleur", "row 4")
+    assert_usage_error(res["e_text_num.csv"], "température", "row 12", "chaud")
 
 
 # ---------------------------------------------------------------------- 4. stdin, -o, atomicity, pipes
@@ -394,7 +386,7 @@ def test_error_in_last_row_leaves_existing_output_untouched(W, big):
     (wd / "out.csv").write_bytes(before)
     (wd / "neighbour.txt").write_text("x", encoding="utf-8")
     r = cli("predict", W["runs"]["clf"], big[1], "-o", "out.csv", cwd=wd)
-    assert_one_line_error(r, "couleur", "violet", f"row {N_BIG}")
+    assert_usage_error(r, "couleur", "violet", f"row {N_BIG}")
     assert (wd / "out.csv").read_bytes() == before
     assert sorted(p.name for p in wd.iterdir()) == ["neighbour.txt", "out.csv"], "no temporary file may remain"
 
@@ -402,7 +394,7 @@ def test_error_in_last_row_leaves_existing_output_untouched(W, big):
 def test_pipe_into_head_ends_quietly(W, big):
     cmd = (f'"{sys.executable}" -m nncli predict "{W["runs"]["clf"]}" "{big[0]}" | head -1; '
            'echo "${PIPESTATUS[0]}" > pipestatus.txt')
-    p = subprocess.run(cmd, shell=True, executable="/bin/bash", cwd=W["dir"], env=_env(),
+    p = subprocess.run(cmd, shell=True, executable="/bin/bash", cwd=W["dir"], env=cli_env(),
                        capture_output=True, timeout=180)
     err = p.stderr.decode("utf-8", "replace")
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
@@ -458,8 +450,8 @@ def test_regression_one_and_two_targets(W):
     res = [
         nn("predict", runs["reg1"], "reg1_new.csv", cwd=wd),
         nn("predict", runs["reg2"], "reg2_new.csv", cwd=wd),
-        nn("eval", runs["reg1"], "--data", "reg1_new.csv", "--json", *EVAL_FLAGS, cwd=wd),
-        nn("eval", runs["reg2"], "--data", "reg2_new.csv", "--json", *EVAL_FLAGS, cwd=wd),
+        nn("eval", runs["reg1"], "--data", "reg1_new.csv", "--json", *NO_PLOTS, cwd=wd),
+        nn("eval", runs["reg2"], "--data", "reg2_new.csv", "--json", *NO_PLOTS, cwd=wd),
     ]
     for r in res:
         assert r.rc == 0, r.err
@@ -504,8 +496,8 @@ def test_regression_one_and_two_targets(W):
 def default_evals(W):
     names = ["clf_test", "clf_val", "clf_tsplit", "clf_vsplit", "clf"]
     # one through a real process, the others in this one
-    res = [cli("eval", W["runs"][names[0]], "--json", *EVAL_FLAGS, cwd=W["dir"])]
-    res += [nn("eval", W["runs"][n], "--json", *EVAL_FLAGS, cwd=W["dir"]) for n in names[1:]]
+    res = [cli("eval", W["runs"][names[0]], "--json", *NO_PLOTS, cwd=W["dir"])]
+    res += [nn("eval", W["runs"][n], "--json", *NO_PLOTS, cwd=W["dir"]) for n in names[1:]]
     out = {}
     for n, r in zip(names, res):
         assert r.rc == 0, f"{n}: {r.err}"
@@ -561,8 +553,8 @@ def test_eval_default_is_test_split_rows(W, default_evals):
     # exactly the held-out rows: evaluating them as a --data file gives the same report
     held = _held_out_rows(run, "test")
     assert len(held) == rep["rows"]
-    write_rows(W["dir"] / "held_test.csv", [W["train"][i] for i in held], CLF_COLUMNS)
-    r = nn("eval", run, "--data", "held_test.csv", "--json", *EVAL_FLAGS, cwd=W["dir"])
+    write_rows(W["dir"] / "held_test.csv", CLF_COLUMNS, [W["train"][i] for i in held])
+    r = nn("eval", run, "--data", "held_test.csv", "--json", *NO_PLOTS, cwd=W["dir"])
     assert r.rc == 0, r.err
     other = json.loads(r.text)
     for k in ("rows", "accuracy", "per_class", "confusion_matrix"):
@@ -571,15 +563,14 @@ def test_eval_default_is_test_split_rows(W, default_evals):
 
 
 def _held_out_rows(run: Path, which: str) -> list[int]:
-    """The held-out rows, as nncli.data.split_rows draws them from the run's seed."""
-    from nncli.data import split_rows
-    from nncli.runs import load_run
-
-    cfg = load_run(run).config
-    df = pd.read_csv(run.parent.parent / "clf.csv", dtype=str, keep_default_na=False)
-    _, val_rows, test_rows = split_rows(cfg, df, np.random.default_rng(cfg.seed), "clf.csv")
-    rows = test_rows if which == "test" else val_rows
-    return [int(i) for i in rows]
+    """The held-out rows saved with the run (splits.npz, read with numpy alone); they and the
+    training rows are disjoint and together every row of clf.csv."""
+    saved = npz_arrays(run / "splits.npz")
+    assert int(saved["n_rows"]) == N_TRAIN
+    train, held = saved["train"].tolist(), saved[which].tolist()
+    assert not set(train) & set(held)
+    assert sorted(train + held) == list(range(N_TRAIN))
+    return held
 
 
 def test_eval_default_is_val_split_rows(W, default_evals):
@@ -608,6 +599,73 @@ def test_eval_default_without_held_out_data_is_training_data(W, default_evals):
     assert {c: v["support"] for c, v in rep["per_class"].items()} == {c: true.count(c) for c in CLASSES3}
 
 
+def _copy_run(W, name: str, where: str) -> tuple[Path, Path]:
+    """(a work directory holding clf.csv, a copy of run ``name`` in its runs/ without eval reports)."""
+    wd = W["dir"] / where
+    (wd / "runs").mkdir(parents=True)
+    shutil.copy(W["dir"] / "clf.csv", wd / "clf.csv")
+    run = Path(shutil.copytree(W["runs"][name], wd / "runs" / W["runs"][name].name))
+    for p in run.glob("eval*.json"):
+        p.unlink()
+    return wd, run
+
+
+def test_eval_reads_the_held_out_rows_saved_in_splits_npz(W):
+    """No generator replay: whatever rows splits.npz names are the ones evaluated."""
+    wd, run = _copy_run(W, "clf_tsplit", "saved_rows")
+    arrays = npz_arrays(run / "splits.npz")
+    mine = np.array([0, 3, 4, 10, 11, 57, 119])
+    arrays["test"] = mine
+    arrays["train"] = np.setdiff1d(np.arange(N_TRAIN), mine)
+    np.savez(run / "splits.npz", **arrays)
+    r = nn("eval", run, "--json", *NO_PLOTS, cwd=wd)
+    assert r.rc == 0, r.show()
+    rep = json.loads(r.text)
+    assert rep["rows"] == len(mine) and "notes" not in rep
+    true = [W["train"][i]["label"] for i in mine]
+    assert {c: v["support"] for c, v in rep["per_class"].items()} == {c: true.count(c) for c in CLASSES3}
+    write_rows(wd / "mine.csv", CLF_COLUMNS, [W["train"][i] for i in mine])
+    other = json.loads(nn("eval", run, "--data", "mine.csv", "--json", *NO_PLOTS, cwd=wd).text)
+    for k in ("rows", "accuracy", "per_class", "confusion_matrix"):
+        assert other[k] == rep[k], k
+
+
+def test_eval_of_an_old_run_without_splits_npz_uses_every_row_with_a_note(W):
+    wd, run = _copy_run(W, "clf_tsplit", "old_run")
+    (run / "splits.npz").unlink()
+    r = nn("eval", run, "--json", *NO_PLOTS, cwd=wd)
+    assert r.rc == 0, r.show()
+    rep = json.loads(r.text)
+    assert rep["rows"] == N_TRAIN
+    assert rep["source"].startswith("data.train clf.csv") and "every row, training rows included" in rep["source"]
+    true = [row["label"] for row in W["train"]]
+    assert {c: v["support"] for c, v in rep["per_class"].items()} == {c: true.count(c) for c in CLASSES3}
+    assert len(rep["notes"]) == 1 and "training rows included" in rep["notes"][0], rep["notes"]
+    assert str(run) in rep["notes"][0]
+    assert r.err_lines == [f"nncli: warning: {rep['notes'][0]}"], r.err
+    saved = json.loads((run / "eval.json").read_text(encoding="utf-8"))
+    assert saved["notes"] == rep["notes"]
+
+
+def test_eval_refuses_held_out_rows_of_a_changed_training_file(W):
+    wd, run = _copy_run(W, "clf_tsplit", "changed_file")
+    with open(wd / "clf.csv", "a", encoding="utf-8") as fh:
+        fh.write("999,0.50,rouge,x,peut-être\n")
+    r = nn("eval", run, "--json", *NO_PLOTS, cwd=wd)
+    assert_usage_error(r, "data.train clf.csv", f"has {N_TRAIN + 1} rows", f"trained on {N_TRAIN}", "test rows are unknown")
+    assert not (run / "eval.json").exists()
+
+
+def test_eval_with_a_damaged_splits_npz_is_a_one_line_error(W):
+    wd, run = _copy_run(W, "clf_tsplit", "damaged_splits")
+    arrays = npz_arrays(run / "splits.npz")
+    arrays["test"] = np.array([1, 2, N_TRAIN])  # a row past the end
+    np.savez(run / "splits.npz", **arrays)
+    r = nn("eval", run, "--json", *NO_PLOTS, cwd=wd)
+    assert_usage_error(r, "splits.npz", "test")
+    assert not (run / "eval.json").exists()
+
+
 def test_eval_data_files_never_overwrite_each_other(W, default_evals):
     run, wd = W["runs"]["clf"], W["dir"]
     eval_json = run / "eval.json"
@@ -616,12 +674,12 @@ def test_eval_data_files_never_overwrite_each_other(W, default_evals):
     (wd / "x").mkdir()
     (wd / "y").mkdir()
     rows_a, rows_b = clf_rows(20, seed=21), clf_rows(24, seed=22)
-    write_rows(wd / "a.csv", rows_a, CLF_COLUMNS)
-    write_rows(wd / "b.csv", rows_b, CLF_COLUMNS)
-    write_rows(wd / "x" / "same.csv", rows_a, CLF_COLUMNS)
-    write_rows(wd / "y" / "same.csv", rows_b, CLF_COLUMNS)
+    write_rows(wd / "a.csv", CLF_COLUMNS, rows_a)
+    write_rows(wd / "b.csv", CLF_COLUMNS, rows_b)
+    write_rows(wd / "x" / "same.csv", CLF_COLUMNS, rows_a)
+    write_rows(wd / "y" / "same.csv", CLF_COLUMNS, rows_b)
     existing = {p.name for p in run.iterdir()}
-    res = [nn("eval", run, "--data", f, "--json", *EVAL_FLAGS, cwd=wd) for f in ("a.csv", "b.csv", "x/same.csv", "y/same.csv")]
+    res = [nn("eval", run, "--data", f, "--json", *NO_PLOTS, cwd=wd) for f in ("a.csv", "b.csv", "x/same.csv", "y/same.csv")]
     for r in res:
         assert r.rc == 0, r.err
     new_json = sorted(n for n in {p.name for p in run.iterdir()} - existing if n.endswith(".json"))

@@ -1,4 +1,5 @@
-"""A textbook worked example reproduced exactly through the real command.
+"""A textbook worked example reproduced exactly through ``nncli train`` (subject: the whole
+training path: config, data, model, backprop, sgd, metrics.csv).
 
 Matt Mazur's "A Step by Step Backpropagation Example" (2015): a 2-2-2 sigmoid network with
 given initial weights, quadratic cost E = 1/2 sum_j (y_j - y_hat_j)^2 on one sample,
@@ -9,10 +10,9 @@ convention (W[i, j] connects input j to neuron i), w1, w2 feed h1 and w3, w4 fee
 W1 = [[w1, w2], [w3, w4]] and W2 = [[w5, w6], [w7, w8]].
 """
 
-import subprocess
-import sys
-
 import numpy as np
+
+from helpers import NO_PLOTS, nn
 
 
 def test_mazur_one_step_through_nncli_train(tmp_path):
@@ -25,10 +25,9 @@ def test_mazur_one_step_through_nncli_train(tmp_path):
         "loss: mse\n"
         "train: {optimizer: sgd, lr: 0.5, epochs: 1, batch_size: full, dtype: float64}\n"
     )
-    p = subprocess.run([sys.executable, "-m", "nncli", "train", "mazur.yaml", "-q", "--no-plots"],
-                       cwd=tmp_path, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    run = tmp_path / p.stdout.strip()
+    r = nn("train", "mazur.yaml", "-q", *NO_PLOTS, cwd=tmp_path)
+    assert r.rc == 0, r.show()
+    run = tmp_path / r.text.strip()
     z = np.load(run / "model.npz", allow_pickle=False)
     np.testing.assert_allclose(z["W1"], [[0.149780716, 0.19956143], [0.24975114, 0.29950229]], atol=5e-9)
     np.testing.assert_allclose(z["W2"], [[0.35891648, 0.408666186], [0.511301270, 0.561370121]], atol=5e-9)
