@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BLOBS_YAML, setup_workdir, write_blobs_csv
+pytest.register_assert_rewrite("helpers")  # the checks shared in helpers.py report like the tests' own
+
+from helpers import add_blobs, nn, setup_workdir, write_classes_csv, write_config  # noqa: E402
 
 
 
@@ -19,6 +21,16 @@ def workdir(tmp_path) -> Path:
 @pytest.fixture
 def blobs_workdir(workdir) -> Path:
     """workdir plus datasets/blobs.csv and configs/blobs.yaml."""
-    write_blobs_csv(workdir / "datasets" / "blobs.csv")
-    (workdir / "configs" / "blobs.yaml").write_text(BLOBS_YAML, encoding="utf-8")
-    return workdir
+    return add_blobs(workdir)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A directory with data.csv, cfg.yaml and one completed run in runs/ (trained in-process),
+    once per test module that uses it; tests change a copy (helpers.copy_trained)."""
+    base = tmp_path_factory.mktemp("trained")
+    write_classes_csv(base / "data.csv")
+    write_config(base / "cfg.yaml", train_csv="data.csv", target="label", epochs=3)
+    r = nn("train", "cfg.yaml", "--no-plots", "-q", cwd=base)
+    assert r.rc == 0, r.show()
+    return base

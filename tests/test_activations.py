@@ -9,13 +9,13 @@ activation registered by a plugin is covered too.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import no_fp_warnings
 from nncli.activations import ACTIVATIONS, hidden_activations
 
 NAMES = sorted(ACTIVATIONS)
@@ -37,22 +37,6 @@ def sample_z(name, shape=(4, 6), seed=0):
         z = np.where(np.abs(z) < 0.1, np.sign(z + 1e-12) * 0.5, z)
         assert np.min(np.abs(z)) >= 0.1
     return z
-
-
-class no_fp_warnings:
-    """No RuntimeWarning and no overflow / division by zero / invalid operation inside."""
-
-    def __enter__(self):
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("error")
-        self._e = np.errstate(over="raise", divide="raise", invalid="raise")
-        self._e.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._e.__exit__(*exc)
-        return self._w.__exit__(*exc)
 
 
 # ----------------------------------------------------------------------------- the registry

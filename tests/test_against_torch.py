@@ -43,28 +43,45 @@ def _pair(rng):
     return model, net
 
 
-@needs_torch
-@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
-def test_five_steps_equal_torch(name):
-    rng = np.random.default_rng(0)
+def _problem(seed):
+    """(X, y, model, net): 10 samples of 3 features and 3 classes, and _pair's networks."""
+    rng = np.random.default_rng(seed)
     X = rng.standard_normal((10, 3))
     y = rng.integers(0, 3, 10)
     model, net = _pair(rng)
-    lr = 0.1
-    make = {"sgd": lambda p: torch.optim.SGD(p, lr=lr), "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
-            "adam": lambda p: torch.optim.Adam(p, lr=lr)}[name]
-    t_opt = make(net.parameters())
-    opt = OPTIMIZERS[name]([model.flat], lr, **HYPER[name])  # as the trainer builds it: one flat array
-    Y = np.eye(3)[y]
-    for _ in range(5):
-        model.forward(X)
-        opt.step([model.backward(X, Y, LOSSES["cross_entropy"])])
-        t_opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(torch.tensor(X)), torch.tensor(y)).backward()
-        t_opt.step()
+    return X, y, model, net
+
+
+def _optimizers(name, model, net, lr):
+    """nncli's optimizer ``name`` (as the trainer builds it: one flat array) and torch's."""
+    t_opt = {"sgd": lambda p: torch.optim.SGD(p, lr=lr), "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
+             "adam": lambda p: torch.optim.Adam(p, lr=lr)}[name](net.parameters())
+    return OPTIMIZERS[name]([model.flat], lr, **HYPER[name]), t_opt
+
+
+def _step_both(model, opt, net, t_opt, X, y):
+    """One cross-entropy step of each on the batch (X, y)."""
+    model.forward(X)
+    opt.step([model.backward(X, np.eye(3)[y], LOSSES["cross_entropy"])])
+    t_opt.zero_grad()
+    torch.nn.functional.cross_entropy(net(torch.tensor(X)), torch.tensor(y)).backward()
+    t_opt.step()
+
+
+def _assert_same_weights(model, net):
     for layer, W, b in zip((net[0], net[2]), model.W, model.b):
         np.testing.assert_allclose(W, layer.weight.detach().numpy(), rtol=0, atol=1e-14)
         np.testing.assert_allclose(b, layer.bias.detach().numpy(), rtol=0, atol=1e-14)
+
+
+@needs_torch
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+def test_five_steps_equal_torch(name):
+    X, y, model, net = _problem(0)
+    opt, t_opt = _optimizers(name, model, net, 0.1)
+    for _ in range(5):
+        _step_both(model, opt, net, t_opt, X, y)
+    _assert_same_weights(model, net)
     # the weights moved: the comparison is not of two untouched copies
     assert not np.allclose(model.W[0], _pair(np.random.default_rng(0))[0].W[0])
 
@@ -73,25 +90,13 @@ def test_five_steps_equal_torch(name):
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
 def test_a_learning_rate_schedule_equals_torch(name):
     """opt.lr changed between steps, as torch's param_groups[0]["lr"]."""
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((10, 3))
-    y = rng.integers(0, 3, 10)
-    model, net = _pair(rng)
-    t_opt = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1), "momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
-             "adam": lambda p: torch.optim.Adam(p, lr=0.1)}[name](net.parameters())
-    opt = OPTIMIZERS[name]([model.flat], 0.1, **HYPER[name])
-    Y = np.eye(3)[y]
+    X, y, model, net = _problem(1)
+    opt, t_opt = _optimizers(name, model, net, 0.1)
     for lr in (0.1, 0.05, 0.2, 0.01, 0.07):
         opt.lr = lr
         t_opt.param_groups[0]["lr"] = lr
-        model.forward(X)
-        opt.step([model.backward(X, Y, LOSSES["cross_entropy"])])
-        t_opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(torch.tensor(X)), torch.tensor(y)).backward()
-        t_opt.step()
-    for layer, W, b in zip((net[0], net[2]), model.W, model.b):
-        np.testing.assert_allclose(W, layer.weight.detach().numpy(), rtol=0, atol=1e-14)
-        np.testing.assert_allclose(b, layer.bias.detach().numpy(), rtol=0, atol=1e-14)
+        _step_both(model, opt, net, t_opt, X, y)
+    _assert_same_weights(model, net)
 
 
 @needs_torch

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import REPO, Res, cli, cli_env, cli_many, npz_arrays, read_text_csv, start_cli
+from helpers import REPO, Res, cli, cli_env, cli_many, metrics_rows, npz_arrays, one_run_dir, start_cli, summary, tmp_leftovers
 
 TIMEOUT = 240  # seconds for one command; generous, the machine may be busy
 ESC = "\x1b"
@@ -50,28 +50,6 @@ def finish(p: subprocess.Popen, timeout: float = TIMEOUT) -> Res:
         p.communicate()
         raise
     return Res(p.returncode, o, e.decode("utf-8", "replace"))
-
-
-def one_run_dir(r: Res, cwd: Path) -> Path:
-    """stdout of ``nncli train`` (without --json) is exactly one line: the run directory."""
-    lines = r.text.splitlines()
-    assert len(lines) == 1 and r.text.endswith("\n"), r.show()
-    path = cwd / lines[0]
-    assert path.is_dir(), r.show()
-    return path
-
-
-def metrics_rows(run: Path) -> tuple[list[str], list[list[str]]]:
-    df = read_text_csv(run / "metrics.csv")
-    return list(df.columns), df.values.tolist()
-
-
-def summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text(encoding="utf-8"))
-
-
-def tmp_leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.startswith(".") and p.name.endswith(".tmp")]
 
 
 # A regression problem whose linear network (identity hidden units, full batch) trains at

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 import nncli
-from helpers import (BLOBS_YAML, NO_PLOTS, assert_same_arrays, assert_usage_error, cli_env, nn, npz_arrays, read_text_csv, runs_in,
-                     setup_workdir, write_blobs_csv)
+from helpers import (NO_PLOTS, add_blobs, assert_same_arrays, assert_usage_error, cli_env, metrics_rows, nn, npz_arrays,
+                     read_text_csv, runs_in, setup_workdir, sigmoid)
 
 RUN_DIR_RE = re.compile(r"^runs/\d{8}-\d{6}-xor-[0-9a-f]{4}$")
 
@@ -55,15 +55,6 @@ def write_three_class_csv(path: Path) -> Path:
     return path
 
 
-def read_metrics(run: Path):
-    df = read_text_csv(run / "metrics.csv")
-    return list(df.columns), df.values.tolist()
-
-
-def s(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 # ----------------------------------------------------------------------------- the runs
 
 
@@ -72,11 +63,6 @@ def _job(base: Path, key: str, args, setup=None):
     if setup:
         setup(d)
     return d, nn("train", *args, cwd=d)
-
-
-def _blobs(d):
-    write_blobs_csv(d / "datasets" / "blobs.csv")
-    (d / "configs" / "blobs.yaml").write_text(BLOBS_YAML, encoding="utf-8")
 
 
 def _three(d):
@@ -93,7 +79,7 @@ def runs(tmp_path_factory):
         "xor_again": (["configs/xor.yaml", *NO_PLOTS], None),
         "json": (["configs/xor.yaml", "--json", "--set", "train.epochs=5", *NO_PLOTS], None),
         "quiet_named": (["configs/xor.yaml", "--quiet", "--name", "foo", "--set", "train.epochs=5", *NO_PLOTS], None),
-        "val": (["configs/blobs.yaml", "--set", "data.val_split=0.25", *NO_PLOTS], _blobs),
+        "val": (["configs/blobs.yaml", "--set", "data.val_split=0.25", *NO_PLOTS], add_blobs),
         "three": (["configs/three.yaml", *NO_PLOTS], _three),
     }
     results = {k: _job(base, k, args, setup) for k, (args, setup) in jobs.items()}
@@ -134,7 +120,7 @@ def test_xor_run_dir_files(xor):
 
 def test_xor_metrics_csv(xor):
     _, _, run = xor
-    header, rows = read_metrics(run)
+    header, rows = metrics_rows(run)
     assert header == ["epoch", "loss", "accuracy"]
     assert len(rows) == 2000
     assert [int(r[0]) for r in rows] == list(range(1, 2001))
@@ -168,7 +154,7 @@ def test_xor_stderr_is_plain_and_about_20_progress_lines(xor):
     assert len(r.err.splitlines()) < 40
     assert re.match(r"^epoch\s+2000/2000\b", progress[-1])
     # each progress line agrees with metrics.csv for its epoch
-    _, rows = read_metrics(run)
+    _, rows = metrics_rows(run)
     for ln in progress:
         m = re.match(r"^epoch\s+(\d+)/2000\s+loss\s+([0-9.e+-]+)\s+accuracy\s+([0-9.]+)", ln)
         assert m, ln
@@ -227,7 +213,7 @@ def test_xor_forward_by_hand_from_saved_arrays(xor):
     for x in X:
         x = (x - arr["x_mean"]) / arr["x_std"]
         h = np.tanh(arr["W1"] @ x + arr["b1"])  # z = W x + b, W[i, j]: input j -> neuron i
-        probs.append(s(arr["W2"] @ h + arr["b2"])[0])
+        probs.append(sigmoid(arr["W2"] @ h + arr["b2"])[0])
     p = np.array(probs)
     # the network classifies XOR: y_hat >= 1/2 exactly where y = 1
     np.testing.assert_array_equal((p >= 0.5).astype(int), y.astype(int))
@@ -307,7 +293,7 @@ def test_json_prints_one_object_with_run_dir(runs):
     run = d / obj["run_dir"]
     assert run.is_dir() and runs_in(d) == [run]
     assert obj["status"] == "completed" and obj["epochs_run"] == 5
-    header, rows = read_metrics(run)
+    header, rows = metrics_rows(run)
     assert header == ["epoch", "loss", "accuracy"]
     assert len(rows) == 5  # --set train.epochs=5
 
@@ -322,14 +308,14 @@ def test_quiet_and_name(runs):
     assert "foo" in run.name
     assert re.match(r"^\d{8}-\d{6}-foo-[0-9a-f]{4}$", run.name), run.name
     assert yaml.safe_load((run / "config.yaml").read_text())["name"] == "foo"
-    assert len(read_metrics(run)[1]) == 5
+    assert len(metrics_rows(run)[1]) == 5
 
 
 def test_validation_split_adds_columns(runs):
     d, r = runs["val"]
     assert r.rc == 0, r.show()
     run = d / r.text.strip()
-    header, rows = read_metrics(run)
+    header, rows = metrics_rows(run)
     assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert len(rows) == 5
     for row in rows:
@@ -354,7 +340,7 @@ def test_multiclass_auto_sizes_and_w_ij_shapes(runs):
         assert z["W1"].shape == (5, 2) and z["W2"].shape == (3, 5)
         assert z["b1"].shape == (5,) and z["b2"].shape == (3,)
         assert sorted(str(c) for c in z["classes"]) == ["blue", "green", "red"]
-    header, rows = read_metrics(run)
+    header, rows = metrics_rows(run)
     assert header == ["epoch", "loss", "accuracy"] and len(rows) == 4
 
 

@@ -22,7 +22,8 @@ import pytest
 
 import nncli.csvio
 import nncli.inference
-from helpers import NO_PLOTS, assert_usage_error, cli_many, nn, npz_arrays, read_text_csv, strict_json, write_rows
+from helpers import (GOOD_ROWS, NO_PLOTS, adam_yaml, assert_data_error_and_nothing_written, assert_usage_error, csv_bytes,
+                     nn, npz_arrays, read_text_csv, run_error_cases, strict_json, write_rows)
 from nncli.csvio import MISSING, atomic_file, atomic_write_bytes, cell, read_csv, write_json, write_npz
 from nncli.errors import DataError
 
@@ -100,41 +101,14 @@ def test_absolute_missing_path_has_no_relative_hint(tmp_path):
 
 # ---------------------------------------------------------------------- file errors through `nncli train`
 
-GOOD = [("0.5", "p", "yes"), ("-1.0", "q", "no"), ("1.5", "p", "yes"), ("-0.3", "q", "no"),
-        ("2.0", "q", "yes"), ("-2.0", "p", "no")]
-
-
-def _csv(rows, header=("x", "c", "label")) -> bytes:
-    return ("\n".join([",".join(header)] + [",".join(r) for r in rows]) + "\n").encode("utf-8")
-
-
-def config(name: str, train: str, loss: str = "bce", epochs: int = 3) -> str:
-    return f"""\
-name: {name}
-seed: 4
-data:
-  train: {train}
-  target: label
-model:
-  layers: [auto, 6, auto]
-  activation: tanh
-loss: {loss}
-train:
-  optimizer: adam
-  lr: 0.05
-  epochs: {epochs}
-  batch_size: 16
-"""
-
-
 # name: (file bytes or None for no file, strings the one-line message must contain)
 FILE_ERROR_CASES = {
     "missing_file": (None, ["data.csv", "not found"]),
     "empty_file": (b"", ["data.csv", "empty"]),
     "header_only": (b"x,c,label\n", ["data.csv", "no data rows"]),
-    "duplicate_columns": (_csv([("1", "p", "2", "yes"), ("2", "q", "3", "no")], ("x", "c", "x", "label")),
+    "duplicate_columns": (csv_bytes([("1", "p", "2", "yes"), ("2", "q", "3", "no")], ("x", "c", "x", "label")),
                           ["data.csv", "duplicate", "'x'"]),
-    "missing_target": (_csv(GOOD, ("x", "c", "lbl")), ["data.csv", "'label'"]),
+    "missing_target": (csv_bytes(GOOD_ROWS, ("x", "c", "lbl")), ["data.csv", "'label'"]),
     "latin1": ("x,c,label\n0.5,café,yes\n-1.0,thé,no\n".encode("latin-1"), ["data.csv", "UTF-8"]),
     "ragged_long": (b"x,c,label\n0.5,p,yes\n-1.0,q,no,extra\n1.5,p,yes\n", ["data.csv", "line 3"]),
     "ragged_short": (b"x,c,label\n0.5,p,yes\n-1.0,q,no\n1.5,p\n-2.0,q,no\n", ["data.csv", "row 3", "label"]),
@@ -145,36 +119,14 @@ SUBPROCESS_CASES = ("missing_file", "latin1")
 
 @pytest.fixture(scope="module")
 def file_error_results(tmp_path_factory):
-    base = tmp_path_factory.mktemp("train_file_errors")
-    dirs = {}
-    for name, (content, _) in FILE_ERROR_CASES.items():
-        d = base / name
-        d.mkdir()
-        if content is not None:
-            (d / "data.csv").write_bytes(content)
-        (d / "cfg.yaml").write_text(config(name, "data.csv"), encoding="utf-8")
-        dirs[name] = d
-    args = ["train", "cfg.yaml", *NO_PLOTS]
-    res = dict(zip(SUBPROCESS_CASES, cli_many([(args, dirs[n]) for n in SUBPROCESS_CASES])))
-    for name in FILE_ERROR_CASES:
-        if name not in res:
-            res[name] = nn(*args, cwd=dirs[name])
-    return dirs, res
+    cases = {name: (content, adam_yaml(name, "data.csv", epochs=3)) for name, (content, _) in FILE_ERROR_CASES.items()}
+    return run_error_cases(tmp_path_factory.mktemp("train_file_errors"), cases, SUBPROCESS_CASES)
 
 
 @pytest.mark.parametrize("case", list(FILE_ERROR_CASES))
 def test_training_file_error(file_error_results, case):
     dirs, res = file_error_results
-    r = res[case]
-    assert r.rc == 2, f"exit {r.rc}; stderr: {r.err}"
-    assert "Traceback" not in r.err and not r.tb
-    assert len(r.err_lines) == 1, f"expected one line on stderr: {r.err!r}"
-    msg = r.err_lines[0]
-    for needle in FILE_ERROR_CASES[case][1]:
-        assert needle in msg, f"{needle!r} not in {msg!r}"
-    assert r.out == b""
-    runs = dirs[case] / "runs"
-    assert not runs.exists() or not any(runs.iterdir()), "nothing may be written on a data error"
+    assert_data_error_and_nothing_written(res[case], FILE_ERROR_CASES[case][1], dirs[case])
 
 
 # ============================================================================= the atomic writer
@@ -352,8 +304,7 @@ def cat_run(tmp_path_factory):
     rows = [[f"{a:.3f}", f"{b:.3f}", "pq"[i % 2], "yes" if a + b > 0 else "no"]
             for i, (a, b) in enumerate(rng.normal(size=(40, 2)))]
     write_rows(wd / "train.csv", ["x1", "x2", "c", "label"], rows)
-    (wd / "cfg.yaml").write_text(config("cat", "train.csv").replace("  target: label\n", "  target: label\n  categorical: [c]\n"),
-                                 encoding="utf-8")
+    (wd / "cfg.yaml").write_text(adam_yaml("cat", "train.csv", extra_data="  categorical: [c]\n", epochs=3), encoding="utf-8")
     r = nn("train", "cfg.yaml", "-q", "--runs-dir", "runs", *NO_PLOTS, cwd=wd)
     assert r.rc == 0, r.show()
     return wd, wd / r.text.strip()

@@ -13,21 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import npz_arrays, write_rows
+from helpers import npz_arrays, std_rows, write_rows
 from nncli.config import load_config
 from nncli.data import Dataset, load_dataset, read_train_csv, split_indices, split_rows
 from nncli.errors import DataError
-
-
-def std_rows(n: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(n):
-        x, w = rng.uniform(0, 10), rng.normal(100, 20)
-        c = "pqr"[int(rng.integers(3))]
-        rows.append({"x": f"{x:.4f}", "w": f"{w:.4f}", "c": c, "label": "yes" if x > 4 else "no",
-                     "y": f"{2 * x + rng.normal(0, 0.1):.4f}"})
-    return rows
 
 
 ROWS = std_rows(100, 4)

@@ -129,7 +129,7 @@ def register(monkeypatch, kind: str, wrong: bool = False) -> None:
 # ----------------------------------------------------------------------------- data and configs
 
 
-def write_regression_csv(path, n=40, seed=7):
+def write_sine_regression_csv(path, n=40, seed=7):
     """y = 3 sin(x1) + x2 + noise: targets up to ~5, so a fresh network's residuals are both
     inside and outside the Huber loss's |d| <= 1."""
     rng = np.random.default_rng(seed)
@@ -157,7 +157,7 @@ def config_for(kind: str) -> dict:
 
 @pytest.fixture
 def work(tmp_path):
-    write_regression_csv(tmp_path / "reg.csv")
+    write_sine_regression_csv(tmp_path / "reg.csv")
     write_blobs_csv(tmp_path / "blobs.csv")
     return tmp_path
 

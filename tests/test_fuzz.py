@@ -21,17 +21,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from helpers import Res, assert_usage_error, cli, nn, runs_in, strict_json, write_rows
+from helpers import Res, assert_usage_error, cli, nn, runs_in, strict_json, write_config, write_rows
 from nncli.runs import CHECKPOINT
-
-
-def write_config(path: Path, *, train_csv: str, target: str, loss: str = "bce", name: str = "t",
-                 layers=("auto", 4, "auto"), data_extra=None, **train) -> Path:
-    tr = {"optimizer": "sgd", "lr": 0.1, "epochs": 3, "batch_size": 5, **train}
-    cfg = {"name": name, "seed": 0, "data": {"train": train_csv, "target": target, **(data_extra or {})},
-           "model": {"layers": list(layers), "activation": "tanh"}, "loss": loss, "train": tr}
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return path
 
 
 FUZZ = settings(max_examples=40, deadline=None,

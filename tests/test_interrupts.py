@@ -25,72 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from helpers import (assert_same_run, assert_usage_error, chdir, nn, npz_arrays, only_run, runs_in, start_cli,
-                     strict_json, write_rows)
+from helpers import (OpenOnUnpickle, assert_same_run, assert_usage_error, chdir, copy_trained, nn, npz_arrays, only_run,
+                     runs_in, start_cli, stop_after_steps, strict_json, write_classes_csv, write_config,
+                     write_regression_csv)
 from nncli.config import load_config
 from nncli.job import TrainingJob
 from nncli.runs import CHECKPOINT
-
-# ----------------------------------------------------------------------------- data and configs
-
-
-def write_classes_csv(path: Path, n: int = 23, seed: int = 0, flip: float = 0.0) -> Path:
-    """Two features, binary label 'a'/'b' (XOR of the signs); ``flip`` of the labels flipped."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 2))
-    y = X[:, 0] * X[:, 1] > 0
-    y ^= rng.random(n) < flip
-    return write_rows(path, ["x1", "x2", "label"], [[repr(float(a)), repr(float(b)), "ab"[int(c)]] for (a, b), c in zip(X, y)])
-
-
-def write_regression_csv(path: Path, n: int = 40, seed: int = 5) -> Path:
-    """y = 3x + noise."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-2, 2, n)
-    y = 3 * x + rng.normal(0, 0.1, n)
-    return write_rows(path, ["x", "y"], [[repr(float(a)), repr(float(b))] for a, b in zip(x, y)])
-
-
-def write_config(path: Path, *, train_csv: str, target: str, loss: str = "bce", name: str = "t", seed: int = 0,
-                 layers=("auto", 4, "auto"), output=None, data_extra=None, **train) -> Path:
-    model = {"layers": list(layers), "activation": "tanh"}
-    if output is not None:
-        model["output"] = output
-    tr = {"optimizer": "sgd", "lr": 0.1, "epochs": 3, "batch_size": 5, **train}
-    cfg = {"name": name, "seed": seed, "data": {"train": train_csv, "target": target, **(data_extra or {})},
-           "model": model, "loss": loss, "train": tr}
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return path
-
-
-class _OpenOnUnpickle:
-    """Unpickling this object calls open(path, 'w'): it creates a file, i.e. runs code."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A directory with data.csv, cfg.yaml and one completed run in runs/ (trained in-process)."""
-    base = tmp_path_factory.mktemp("trained")
-    write_classes_csv(base / "data.csv")
-    write_config(base / "cfg.yaml", train_csv="data.csv", target="label", epochs=3)
-    r = nn("train", "cfg.yaml", "--no-plots", "-q", cwd=base)
-    assert r.rc == 0, r.show()
-    return base
-
-
-def copy_trained(trained: Path, dest: Path) -> Path:
-    """A private copy of the trained fixture; returns the run directory inside ``dest``."""
-    shutil.copytree(trained, dest, dirs_exist_ok=True)
-    return only_run(dest)
-
 
 # ============================================================================= divergence
 
@@ -125,33 +66,12 @@ def test_divergence_is_exit_1_with_a_consistent_run(tmp_path, dtype, lr):
 # ============================================================================= library: interrupt and resume
 
 
-def _stop_after_steps(job: TrainingJob, k: int) -> list[int]:
-    """Request a stop (as the SIGINT handler does) right after the job's k-th optimizer step.
-
-    ``Trainer._step(rows, xb, yb)`` calls ``job.trainer.optimizer.step([grads])`` once per
-    finite batch: the optimizer instance's ``step`` is wrapped to count those calls. Returns
-    the counter (a one-element list), so the caller can check the stop point was reached.
-    """
-    opt = job.trainer.optimizer
-    real_step = opt.step
-    count = [0]
-
-    def step(grads):
-        real_step(grads)
-        count[0] += 1
-        if count[0] == k:
-            job.trainer.stop_requested = True
-
-    opt.step = step  # an instance attribute: Trainer._step looks it up on every call
-    return count
-
-
 def _train_library(cfg_path: Path, runs_dir: Path, stop_at_step=None, stop_after_epoch=None) -> tuple[Path, dict]:
     """Train with the library; optionally request a stop after the k-th optimizer step
     (counted in this job) or after the k-th epoch record it yields."""
     job = TrainingJob(load_config(cfg_path), runs_dir)
     run = job.start()
-    count = _stop_after_steps(job, stop_at_step) if stop_at_step is not None else None
+    count = stop_after_steps(job.trainer, stop_at_step) if stop_at_step is not None else None
     for i, _rec in enumerate(job.epochs(), 1):
         if stop_after_epoch is not None and i == stop_after_epoch:
             job.trainer.stop_requested = True
@@ -164,7 +84,7 @@ def _resume_library(run: Path, stop_at_step=None) -> dict:
     job = TrainingJob.resume(run)
     assert job.start() == run
     assert not (run / "summary.json").exists(), "a resumed run must be incomplete until it finishes"
-    count = _stop_after_steps(job, stop_at_step) if stop_at_step is not None else None
+    count = stop_after_steps(job.trainer, stop_at_step) if stop_at_step is not None else None
     for _ in job.epochs():
         pass
     if count is not None:
@@ -417,7 +337,7 @@ def test_resume_with_a_damaged_checkpoint_is_one_line_exit_2(tmp_path, damage):
     else:
         arrays = npz_arrays(ckpt)
         if damage == "pickled-object":
-            arrays["param/W1"] = np.array([_OpenOnUnpickle(str(marker))], dtype=object)
+            arrays["param/W1"] = np.array([OpenOnUnpickle(str(marker))], dtype=object)
         else:
             arrays["param/W1"] = np.zeros((7, 7), arrays["param/W1"].dtype)
         np.savez(ckpt, **arrays)

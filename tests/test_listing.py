@@ -19,23 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import NO_PLOTS, Res, nn, read_text_csv, setup_workdir, xor_yaml
+from helpers import NO_PLOTS, Res, nn, one_run_dir, read_text_csv, setup_workdir, summary, xor_yaml
 
 ESC = "\x1b"
 XOR = "configs/xor.yaml"
-
-
-def one_run_dir(r: Res, cwd: Path) -> Path:
-    """stdout of ``nncli train`` (without --json) is exactly one line: the run directory."""
-    lines = r.text.splitlines()
-    assert len(lines) == 1 and r.text.endswith("\n"), r.show()
-    path = cwd / lines[0]
-    assert path.is_dir(), r.show()
-    return path
-
-
-def summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text(encoding="utf-8"))
 
 
 def records(r: Res) -> list[dict]:

@@ -9,41 +9,17 @@ every (loss, output) pair, and the model's fused loss against a naive computatio
 from __future__ import annotations
 
 import math
-import warnings
 import zlib
 
 import numpy as np
 import pytest
 
+from helpers import naive_forward, no_fp_warnings, random_mlp, sigmoid, targets_for
 from nncli.activations import ACTIVATIONS
 from nncli.losses import LOSSES, bce, bce_grad, bce_logits, cross_entropy, cross_entropy_logits, quadratic
 from nncli.model import MLP
 
 H = 1e-6
-
-
-class _quiet:
-    """Every warning is an error and overflow / log(0) / NaN raise."""
-
-    def __enter__(self):
-        self.w = warnings.catch_warnings()
-        self.w.__enter__()
-        warnings.simplefilter("error")
-        self.e = np.errstate(over="raise", divide="raise", invalid="raise")
-        self.e.__enter__()
-
-    def __exit__(self, *exc):
-        self.e.__exit__(*exc)
-        return self.w.__exit__(*exc)
-
-
-def textbook_sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def textbook_softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 LOGIT_LOSSES = [n for n in sorted(LOSSES) if LOSSES[n].logits is not None]
@@ -112,7 +88,7 @@ def test_bce_from_logits_equals_textbook_formula():
     rng = np.random.default_rng(0)
     Z = rng.uniform(-8, 8, size=(50, 1))
     Y = rng.integers(0, 2, size=(50, 1)).astype(float)
-    s = textbook_sigmoid(Z)
+    s = sigmoid(Z)
     expected = np.mean(-Y * np.log(s) - (1 - Y) * np.log(1 - s))
     assert math.isclose(LOSSES["bce"].mean(Y, s, Z, "sigmoid"), expected, rel_tol=1e-10)
     assert math.isclose(bce_logits(Y, Z), expected, rel_tol=1e-10)
@@ -133,7 +109,7 @@ def test_bce_single_sample_numbers():
     assert math.isclose(loss.mean(np.array([[1.0]]), np.array([[0.5]]), np.array([[0.0]]), "sigmoid"), math.log(2),
                         rel_tol=1e-14)
     z = np.array([[math.log(3)]])
-    assert math.isclose(loss.mean(np.array([[0.0]]), textbook_sigmoid(z), z, "sigmoid"), math.log(4), rel_tol=1e-12)
+    assert math.isclose(loss.mean(np.array([[0.0]]), sigmoid(z), z, "sigmoid"), math.log(4), rel_tol=1e-12)
     assert math.isclose(loss.value(np.array([[0.0]]), np.array([[0.75]])), math.log(4), rel_tol=1e-14)
 
 
@@ -141,7 +117,7 @@ def test_bce_single_sample_numbers():
 def test_bce_finite_at_large_logits(dtype):
     loss = LOSSES["bce"]
     Z = np.array([[1000.0], [-1000.0], [1000.0], [-1000.0]], dtype=dtype)
-    with _quiet():
+    with no_fp_warnings():
         A = np.where(Z > 0, 1.0, 0.0).astype(dtype)  # what a sigmoid gives in floating point
         wrong = loss.mean(np.array([[0.0], [1.0]], dtype=dtype), A[:2], Z[:2], "sigmoid")
         right = loss.mean(np.array([[1.0], [0.0]], dtype=dtype), A[2:], Z[2:], "sigmoid")
@@ -156,7 +132,7 @@ def test_cross_entropy_finite_at_large_logits(dtype):
     ce = LOSSES["cross_entropy"]
     Z = np.array([[1000.0, -1000.0, 0.0], [1000.0, -1000.0, 0.0]], dtype=dtype)
     Y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype)
-    with _quiet():
+    with no_fp_warnings():
         A = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype)
         E = ce.mean(Y, A, Z, "softmax")
     # sample 1: -log softmax_2 = 1000 - (-1000) = 2000; sample 2: ~0
@@ -174,7 +150,7 @@ def test_bce_at_extreme_logits(dtype, z, y, expected):
     Z = np.array([[z]], dtype=dtype)
     Y = np.array([[y]], dtype=dtype)
     loss = LOSSES["bce"]
-    with _quiet():
+    with no_fp_warnings():
         A = ACTIVATIONS["sigmoid"](Z)
         E = loss.mean(Y, A, Z, "sigmoid")
         g = loss.grad(Y, A)
@@ -193,7 +169,7 @@ def test_cross_entropy_at_extreme_logits(dtype, z, y, expected):
     Z = np.array([z], dtype=dtype)
     Y = np.array([y], dtype=dtype)
     loss = LOSSES["cross_entropy"]
-    with _quiet():
+    with no_fp_warnings():
         A = ACTIVATIONS["softmax"](Z)
         E = loss.mean(Y, A, Z, "softmax")
         g = loss.grad(Y, A)
@@ -311,7 +287,7 @@ def test_logit_form_equals_plain_form_of_the_activation(name, seed):
         ok = np.sum(Y * A, axis=1) > 1e-14
     assert ok.sum() >= 10, "test setup: too few rows where the plain form is accurate"
     Y, Z, A = Y[ok], Z[ok], A[ok]
-    with _quiet():
+    with no_fp_warnings():
         fast, plain = loss.logits(Y, Z), loss.value(Y, A)
     assert math.isfinite(plain) and plain > 0
     assert math.isclose(fast, plain, rel_tol=1e-9, abs_tol=1e-12), (fast, plain)
@@ -332,7 +308,7 @@ def test_logit_form_is_finite_where_the_plain_form_clips(name):
         Y[1, 0] = 0.0  # wrong by a logit of 60: E = softplus(60) = 60 (+ tiny)
     else:
         Y[:, 1] = 1.0  # wrong: E = logsumexp(z) - z_1 = 60 + 60 = 120 (+ tiny)
-    with _quiet():
+    with no_fp_warnings():
         fast = loss.logits(Y, Z)
         plain = loss.value(Y, act(Z))
     want = 60.0 if name == "bce" else 120.0
@@ -378,16 +354,6 @@ def test_every_pair_is_covered():
     assert {("mse", o) for o in ACTIVATIONS} <= set(PAIRS)
 
 
-def _targets_for(name, output, n, k, rng):
-    if name == "bce":
-        return rng.integers(0, 2, size=(n, 1)).astype(np.float64)
-    if name == "cross_entropy":
-        return np.eye(k)[rng.integers(0, k, size=n)]
-    if output in ("sigmoid", "softmax", "step"):
-        return rng.uniform(0, 1, size=(n, k))
-    return rng.normal(size=(n, k))
-
-
 @pytest.mark.parametrize("name,output", PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
 def test_model_output_delta_equals_finite_difference_dE_dz(name, output):
     """delta_L = dE/dz_L, whether the model takes the shortcut (y_hat - y) / n or the chain rule.
@@ -404,7 +370,7 @@ def test_model_output_delta_equals_finite_difference_dE_dz(name, output):
     Z = rng.uniform(-2.5, 2.5, size=(n, k))
     if act.has_kink:
         Z = np.where(np.abs(Z) < 0.1, 0.5, Z)
-    Y = _targets_for(name, output, n, k, rng)
+    Y = targets_for(name, output, n, k, rng)
     model = MLP([Z.T.copy()], [np.zeros(k)], [], output)
     X = np.eye(n)
     model.forward(X)
@@ -426,27 +392,6 @@ def test_model_output_delta_equals_finite_difference_dE_dz(name, output):
 
 
 # ----------------------------------------------------------------------------- the model's fused loss (moved from test_fast_paths.py)
-
-
-def random_mlp(sizes, hidden, output, dtype, seed, bias_scale=0.3, weight_scale=1.0):
-    rng = np.random.default_rng(seed)
-    model = MLP.initialise(sizes, hidden, output, rng, "xavier", dtype)
-    for W in model.W:
-        W *= weight_scale
-    for b in model.b:
-        b[...] = rng.normal(scale=bias_scale, size=b.shape)
-    return model
-
-
-def naive_forward(model, X):
-    """[z_1, ..., z_L], y_hat in float64: z = a @ W.T + b, a = f(z)."""
-    a = np.asarray(X, dtype=np.float64)
-    zs = []
-    for W, b, name in zip(model.W, model.b, model.hidden + [model.output]):
-        z = a @ W.astype(np.float64).T + b.astype(np.float64)
-        zs.append(z)
-        a = ACTIVATIONS[name](z)
-    return zs, a
 
 
 def naive_loss(name, Y, A):

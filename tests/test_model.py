@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pytest
 
+from helpers import naive_forward, random_mlp, sigmoid, targets_for
 from nncli.activations import ACTIVATIONS
 from nncli.losses import LOSSES
 from nncli.model import INITS, MLP
@@ -26,23 +27,9 @@ from nncli.optim import OPTIMIZERS, SGD
 H = 1e-6
 
 
-def s(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def logits(model: MLP, X) -> np.ndarray:
     model.forward(X)
     return model.pre_activations()[-1].copy()
-
-
-def targets_for(loss_name, output, n, k, rng):
-    if loss_name == "bce":
-        return rng.integers(0, 2, size=(n, 1)).astype(np.float64)
-    if loss_name == "cross_entropy":
-        return np.eye(k)[rng.integers(0, k, size=n)]
-    if output in ("sigmoid", "softmax", "step"):
-        return rng.uniform(0, 1, size=(n, k))
-    return rng.normal(size=(n, k))
 
 
 def numerical_grads(model: MLP, X, Y, loss, l2):
@@ -167,7 +154,7 @@ def test_forward_is_the_composite_function():
     expected = []
     for x in X:  # column-vector form of the lecture, one sample at a time
         h1 = np.tanh(W1 @ x + b1)
-        h2 = s(W2 @ h1 + b2)
+        h2 = sigmoid(W2 @ h1 + b2)
         z3 = W3 @ h2 + b3
         expected.append(np.exp(z3) / np.sum(np.exp(z3)))
     np.testing.assert_allclose(model.predict(X), np.array(expected), rtol=1e-12)
@@ -190,27 +177,6 @@ def test_forward_returns_the_models_buffer():
 
 
 # ----------------------------------------------------------------------------- forward/backward fast paths (moved from test_fast_paths.py)
-
-
-def random_mlp(sizes, hidden, output, dtype, seed, bias_scale=0.3, weight_scale=1.0):
-    rng = np.random.default_rng(seed)
-    model = MLP.initialise(sizes, hidden, output, rng, "xavier", dtype)
-    for W in model.W:
-        W *= weight_scale
-    for b in model.b:
-        b[...] = rng.normal(scale=bias_scale, size=b.shape)
-    return model
-
-
-def naive_forward(model, X):
-    """[z_1, ..., z_L], y_hat in float64: z = a @ W.T + b, a = f(z)."""
-    a = np.asarray(X, dtype=np.float64)
-    zs = []
-    for W, b, name in zip(model.W, model.b, model.hidden + [model.output]):
-        z = a @ W.astype(np.float64).T + b.astype(np.float64)
-        zs.append(z)
-        a = ACTIVATIONS[name](z)
-    return zs, a
 
 
 NETS = [
@@ -435,9 +401,9 @@ def _hand_grads_221(W1, b1, W2, b2, X, Y):
     n = X.shape[0]
     for x, y in zip(X, Y):
         z1 = W1 @ x + b1
-        a1 = s(z1)
+        a1 = sigmoid(z1)
         z2 = W2 @ a1 + b2
-        y_hat = s(z2)
+        y_hat = sigmoid(z2)
         d2 = y_hat - y  # sigmoid + cross-entropy: delta_2 = y_hat - y
         d1 = (W2.T @ d2) * (a1 * (1 - a1))  # (W2^T delta_2) ⊙ s'(z1)
         gW2 += np.outer(d2, a1) / n  # delta_2 a1^T

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import NO_PLOTS, cli_many, my_forward, nn, npz_arrays, read_text_csv, write_rows
+from helpers import (GOOD_ROWS, NO_PLOTS, adam_yaml, assert_data_error_and_nothing_written, csv_bytes, my_forward, nn,
+                     npz_arrays, read_text_csv, run_error_cases, std_rows, write_rows)
 from nncli.config import DataConfig
 from nncli.errors import DataError
 from nncli.preprocess import CHUNK, Preprocessor, _c_order_float64, sort_labels
@@ -201,36 +202,6 @@ def multi_num_rows(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def std_rows(n: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(n):
-        x, w = rng.uniform(0, 10), rng.normal(100, 20)
-        c = "pqr"[int(rng.integers(3))]
-        rows.append({"x": f"{x:.4f}", "w": f"{w:.4f}", "c": c, "label": "yes" if x > 4 else "no",
-                     "y": f"{2 * x + rng.normal(0, 0.1):.4f}"})
-    return rows
-
-
-def config(name: str, train: str, loss: str, extra_data: str = "", epochs: int = 60, target: str = "label") -> str:
-    return f"""\
-name: {name}
-seed: 4
-data:
-  train: {train}
-  target: {target}
-{extra_data}model:
-  layers: [auto, 6, auto]
-  activation: tanh
-loss: {loss}
-train:
-  optimizer: adam
-  lr: 0.05
-  epochs: {epochs}
-  batch_size: 16
-"""
-
-
 @pytest.fixture(scope="module")
 def D(tmp_path_factory):
     wd = tmp_path_factory.mktemp("pipeline")
@@ -253,17 +224,17 @@ def D(tmp_path_factory):
     write_rows(wd / "bin_yesno_new.csv", ["ref", "größe", "c", "label"], new["bin_yesno"])
     write_rows(wd / "multi_num_new.csv", ["x", "label"], new["multi_num"])
     configs = {
-        "bin_int": config("bin_int", "bin_int.csv", "bce", "  exclude: [ref]\n"),
-        "bin_yesno": config("bin_yesno", "bin_yesno.csv", "bce", "  exclude: [ref]\n"),
-        "multi_num": config("multi_num", "multi_num.csv", "cross_entropy", epochs=100),
-        "std_val": config("std_val", "std.csv", "bce", "  exclude: [y]\n  val_split: 0.2\n", epochs=5),
-        "std_tv": config("std_tv", "std.csv", "mse", "  exclude: [label]\n  val_split: 0.2\n  test_split: 0.2\n",
-                         epochs=5, target="y"),
+        "bin_int": adam_yaml("bin_int", "bin_int.csv", "bce", "  exclude: [ref]\n"),
+        "bin_yesno": adam_yaml("bin_yesno", "bin_yesno.csv", "bce", "  exclude: [ref]\n"),
+        "multi_num": adam_yaml("multi_num", "multi_num.csv", "cross_entropy", epochs=100),
+        "std_val": adam_yaml("std_val", "std.csv", "bce", "  exclude: [y]\n  val_split: 0.2\n", epochs=5),
+        "std_tv": adam_yaml("std_tv", "std.csv", "mse", "  exclude: [label]\n  val_split: 0.2\n  test_split: 0.2\n",
+                            epochs=5, target="y"),
     }
     flag_rows = [dict(r, flag=("True" if i % 3 else "False")) for i, r in enumerate(binary_rows(60, 5, "yes", "no"))]
     write_rows(wd / "flag.csv", ["x", "c", "flag", "label"], flag_rows)
     data["flag"] = flag_rows
-    configs["flag"] = config("flag", "flag.csv", "bce", epochs=20)
+    configs["flag"] = adam_yaml("flag", "flag.csv", "bce", epochs=20)
     runs = {}
     for name, text in configs.items():
         (wd / f"{name}.yaml").write_text(text, encoding="utf-8")
@@ -422,18 +393,10 @@ def test_standardisation_excludes_val_and_test_rows_for_regression(D):
 
 # ---------------------------------------------------------------------- cell and label errors in training
 
-GOOD = [("0.5", "p", "yes"), ("-1.0", "q", "no"), ("1.5", "p", "yes"), ("-0.3", "q", "no"),
-        ("2.0", "q", "yes"), ("-2.0", "p", "no")]
-
-
-def _csv(rows, header=("x", "c", "label")) -> bytes:
-    return ("\n".join([",".join(header)] + [",".join(r) for r in rows]) + "\n").encode("utf-8")
-
-
 def _with(row: int, col: int, value: str):
-    rows = [list(r) for r in GOOD]
+    rows = [list(r) for r in GOOD_ROWS]
     rows[row - 1][col] = value
-    return _csv(rows)
+    return csv_bytes(rows)
 
 
 # name: (file bytes, loss, strings the one-line message must contain)
@@ -443,10 +406,11 @@ ERROR_CASES = {
     "nan_cell": (_with(4, 0, "NaN"), "bce", ["data.csv", "row 4", "'x'"]),
     "inf_cell": (_with(5, 0, "inf"), "bce", ["data.csv", "row 5", "'x'", "inf"]),
     "text_in_numeric": (_with(3, 0, "abc"), "bce", ["data.csv", "row 3", "'x'", "abc"]),
-    "one_class": (_csv([(x, c, "yes") for x, c, _ in GOOD]), "bce", ["data.csv", "one class", "yes"]),
-    "float_targets_ce": (_csv([(x, c, v) for (x, c, _), v in zip(GOOD, ["0.5", "1.25", "2.0", "0.5", "3.75", "1.25"])]),
+    "one_class": (csv_bytes([(x, c, "yes") for x, c, _ in GOOD_ROWS]), "bce", ["data.csv", "one class", "yes"]),
+    "float_targets_ce": (csv_bytes([(x, c, v) for (x, c, _), v in zip(GOOD_ROWS,
+                                                                      ["0.5", "1.25", "2.0", "0.5", "3.75", "1.25"])]),
                          "cross_entropy", ["data.csv", "mse"]),
-    "bce_three_classes": (_csv([(x, c, v) for (x, c, _), v in zip(GOOD, ["yes", "no", "maybe"] * 2)]), "bce",
+    "bce_three_classes": (csv_bytes([(x, c, v) for (x, c, _), v in zip(GOOD_ROWS, ["yes", "no", "maybe"] * 2)]), "bce",
                           ["data.csv", "cross_entropy"]),
 }
 # these go through a real process (exit status and stderr as a shell sees them); the others in-process
@@ -455,35 +419,15 @@ SUBPROCESS_CASES = ("blank_cell",)
 
 @pytest.fixture(scope="module")
 def error_results(tmp_path_factory):
-    base = tmp_path_factory.mktemp("train_errors")
-    dirs = {}
-    for name, (content, loss, _) in ERROR_CASES.items():
-        d = base / name
-        d.mkdir()
-        (d / "data.csv").write_bytes(content)
-        (d / "cfg.yaml").write_text(config(name, "data.csv", loss, epochs=3), encoding="utf-8")
-        dirs[name] = d
-    args = ["train", "cfg.yaml", *NO_PLOTS]
-    res = dict(zip(SUBPROCESS_CASES, cli_many([(args, dirs[n]) for n in SUBPROCESS_CASES])))
-    for name in ERROR_CASES:
-        if name not in res:
-            res[name] = nn(*args, cwd=dirs[name])
-    return dirs, res
+    cases = {name: (content, adam_yaml(name, "data.csv", loss, epochs=3))
+             for name, (content, loss, _) in ERROR_CASES.items()}
+    return run_error_cases(tmp_path_factory.mktemp("train_errors"), cases, SUBPROCESS_CASES)
 
 
 @pytest.mark.parametrize("case", list(ERROR_CASES))
 def test_training_data_error(error_results, case):
     dirs, res = error_results
-    r = res[case]
-    assert r.rc == 2, f"exit {r.rc}; stderr: {r.err}"
-    assert "Traceback" not in r.err and not r.tb
-    assert len(r.err_lines) == 1, f"expected one line on stderr: {r.err!r}"
-    msg = r.err_lines[0]
-    for needle in ERROR_CASES[case][2]:
-        assert needle in msg, f"{needle!r} not in {msg!r}"
-    assert r.out == b""
-    runs = dirs[case] / "runs"
-    assert not runs.exists() or not any(runs.iterdir()), "nothing may be written on a data error"
+    assert_data_error_and_nothing_written(res[case], ERROR_CASES[case][2], dirs[case])
 
 
 def test_float_targets_message_suggests_mse(error_results):

@@ -27,8 +27,8 @@ import yaml
 import nncli.csvio
 import nncli.data
 import nncli.plots
-from helpers import (assert_same_arrays, assert_usage_error, my_forward, nn, npz_arrays, only_run, read_text_csv,
-                     strict_json, write_rows, write_yaml)
+from helpers import (assert_same_arrays, assert_usage_error, config_dict, copy_trained, my_forward, nn, npz_arrays,
+                     only_run, read_text_csv, strict_json, write_classes_csv, write_yaml)
 from nncli.config import load_config
 from nncli.errors import RunError
 from nncli.job import TrainingJob, build_optimizer, prepare
@@ -39,18 +39,9 @@ from nncli.train import EpochRecord, FitOptions, Trainer
 # ----------------------------------------------------------------------------- data and configs
 
 
-def write_classes_csv(path: Path, n: int = 23, seed: int = 0) -> Path:
-    """Two features, binary label 'a'/'b' (XOR of the signs: an xor-like problem)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 2))
-    y = X[:, 0] * X[:, 1] > 0
-    return write_rows(path, ["x1", "x2", "label"], [[repr(float(a)), repr(float(b)), "ab"[int(c)]] for (a, b), c in zip(X, y)])
-
-
 def classes_config(train_csv: str = "data.csv", data_extra=None, **train) -> dict:
-    tr = {"optimizer": "sgd", "lr": 0.1, "epochs": 2, "batch_size": 5, **train}
-    return {"name": "t", "seed": 0, "data": {"train": train_csv, "target": "label", **(data_extra or {})},
-            "model": {"layers": ["auto", 4, "auto"], "activation": "tanh"}, "loss": "bce", "train": tr}
+    """helpers.config_dict for write_classes_csv's file, 2 epochs unless ``train`` says otherwise."""
+    return config_dict(train_csv=train_csv, target="label", data_extra=data_extra, **{"epochs": 2, **train})
 
 
 N_ROWS = 60
@@ -67,12 +58,6 @@ def split_case(tmp_path_factory) -> Path:
     r = nn("train", "cfg.yaml", "--no-plots", "-q", cwd=base)
     assert r.rc == 0, r.show()
     return base
-
-
-def copy_case(case: Path, dest: Path) -> Path:
-    """A private copy of a module fixture's directory; returns the run directory in it."""
-    shutil.copytree(case, dest, dirs_exist_ok=True)
-    return only_run(dest)
 
 
 def saved_splits(run: Path) -> dict:
@@ -94,6 +79,14 @@ def no_split_replay(monkeypatch):
                     if getattr(mod, attr, None) in real:
                         m.setattr(mod, attr, boom)
         yield
+
+
+def _eval_without_replay(run: Path, cwd: Path, monkeypatch) -> dict:
+    """The report of ``nncli eval RUN --json`` (which must succeed) with the split generator made to raise."""
+    with no_split_replay(monkeypatch):
+        r = nn("eval", run, "--json", "--no-plots", cwd=cwd)
+    assert r.rc == 0, r.show()
+    return strict_json(r.text)
 
 
 def independent_scores(run: Path, df) -> dict:
@@ -323,7 +316,7 @@ def test_rundir_report_round_trips(tmp_path):
 
 
 def test_load_run_gives_back_every_file(split_case, tmp_path):
-    run = copy_case(split_case, tmp_path)
+    run = copy_trained(split_case, tmp_path)
     loaded = load_run(run)
     assert loaded.path == run
     assert loaded.summary == json.loads((run / SUMMARY).read_text(encoding="utf-8"))
@@ -393,12 +386,9 @@ def test_split_replay_guard_is_live(split_case, tmp_path, monkeypatch):
 
 
 def test_eval_scores_exactly_the_saved_test_rows_without_replaying_the_split(split_case, tmp_path, monkeypatch):
-    run = copy_case(split_case, tmp_path)
+    run = copy_trained(split_case, tmp_path)
     splits = saved_splits(run)
-    with no_split_replay(monkeypatch):
-        r = nn("eval", run, "--json", "--no-plots", cwd=tmp_path)
-    assert r.rc == 0, r.show()
-    report = strict_json(r.text)
+    report = _eval_without_replay(run, tmp_path, monkeypatch)
     assert report["rows"] == len(splits["test"])
     assert report["source"] == f"data.test_split: {len(splits['test'])} held-out test rows of data.csv"
     assert "notes" not in report
@@ -409,14 +399,11 @@ def test_eval_scores_exactly_the_saved_test_rows_without_replaying_the_split(spl
 
 def test_eval_follows_an_edited_splits_file(split_case, tmp_path, monkeypatch):
     """The held-out rows really come from splits.npz: other rows there, other rows scored."""
-    run = copy_case(split_case, tmp_path)
+    run = copy_trained(split_case, tmp_path)
     splits = saved_splits(run)
     other = splits["train"][: len(splits["test"]) + 5]  # training rows, and more of them than the test rows
     RunDir(run).write_splits({"train": splits["train"], "val": splits["val"], "test": other}, int(splits["n_rows"]))
-    with no_split_replay(monkeypatch):
-        r = nn("eval", run, "--json", "--no-plots", cwd=tmp_path)
-    assert r.rc == 0, r.show()
-    report = strict_json(r.text)
+    report = _eval_without_replay(run, tmp_path, monkeypatch)
     assert report["rows"] == len(other) != len(splits["test"])
     df = read_text_csv(tmp_path / "data.csv")
     expected = independent_scores(run, df.iloc[other])
@@ -432,17 +419,14 @@ def test_eval_of_a_val_split_run_scores_the_saved_validation_rows(tmp_path, monk
     run = only_run(tmp_path)
     splits = saved_splits(run)
     assert sorted(splits) == ["n_rows", "train", "val"]
-    with no_split_replay(monkeypatch):
-        r = nn("eval", run, "--json", "--no-plots", cwd=tmp_path)
-    assert r.rc == 0, r.show()
-    report = strict_json(r.text)
+    report = _eval_without_replay(run, tmp_path, monkeypatch)
     assert report["rows"] == len(splits["val"])
     assert report["source"] == f"data.val_split: {len(splits['val'])} held-out validation rows of data.csv"
     assert_scores(report, independent_scores(run, read_text_csv(tmp_path / "data.csv").iloc[splits["val"]]))
 
 
 def test_eval_of_an_old_run_without_splits_uses_every_row_with_a_note(split_case, tmp_path):
-    run = copy_case(split_case, tmp_path)
+    run = copy_trained(split_case, tmp_path)
     (run / SPLITS).unlink()
     r = nn("eval", run, "--json", "--no-plots", cwd=tmp_path)
     assert r.rc == 0, r.show()
@@ -461,7 +445,7 @@ def test_eval_of_an_old_run_without_splits_uses_every_row_with_a_note(split_case
 @pytest.mark.parametrize("change", ["row-added", "row-removed"])
 @pytest.mark.parametrize("cmd", ["eval", "plot", "gradcheck"])
 def test_training_csv_with_another_row_count_is_refused_for_saved_splits(split_case, tmp_path, change, cmd):
-    run = copy_case(split_case, tmp_path)
+    run = copy_trained(split_case, tmp_path)
     lines = (tmp_path / "data.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     lines = lines + ["0.5,0.5,b\n"] if change == "row-added" else lines[:-1]
     (tmp_path / "data.csv").write_text("".join(lines), encoding="utf-8")
@@ -474,7 +458,7 @@ def test_training_csv_with_another_row_count_is_refused_for_saved_splits(split_c
 
 
 def test_plot_draws_the_saved_training_rows(split_case, tmp_path, monkeypatch):
-    run = copy_case(split_case, tmp_path)
+    run = copy_trained(split_case, tmp_path)
     splits = saved_splits(run)
     specs = []
     real_render = nncli.plots.render
@@ -498,7 +482,7 @@ def test_plot_draws_the_saved_training_rows(split_case, tmp_path, monkeypatch):
 
 
 def test_plot_and_gradcheck_of_an_old_run_use_every_row_and_say_so(split_case, tmp_path):
-    run = copy_case(split_case, tmp_path)
+    run = copy_trained(split_case, tmp_path)
     (run / "splits.npz").unlink()
     r = nn("plot", run, cwd=tmp_path)
     assert r.rc == 0, r.show()
@@ -512,7 +496,7 @@ def test_plot_and_gradcheck_of_an_old_run_use_every_row_and_say_so(split_case, t
 
 
 def test_gradcheck_of_a_run_dir_uses_the_saved_training_rows(split_case, tmp_path, monkeypatch):
-    run = copy_case(split_case, tmp_path)
+    run = copy_trained(split_case, tmp_path)
     splits = saved_splits(run)
     with no_split_replay(monkeypatch):
         r = nn("gradcheck", run, "--samples", 1000, "--json", cwd=tmp_path)

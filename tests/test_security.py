@@ -17,53 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import assert_usage_error, nn, npz_arrays, only_run, runs_in, write_rows
-
-# ----------------------------------------------------------------------------- data and configs
-
-
-def write_classes_csv(path: Path, n: int = 23, seed: int = 0) -> Path:
-    """Two features, binary label 'a'/'b' (XOR of the signs)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 2))
-    y = X[:, 0] * X[:, 1] > 0
-    return write_rows(path, ["x1", "x2", "label"], [[repr(float(a)), repr(float(b)), "ab"[int(c)]] for (a, b), c in zip(X, y)])
-
-
-def write_config(path: Path, *, train_csv: str, target: str, layers=("auto", 4, "auto"), **train) -> Path:
-    tr = {"optimizer": "sgd", "lr": 0.1, "epochs": 3, "batch_size": 5, **train}
-    cfg = {"name": "t", "seed": 0, "data": {"train": train_csv, "target": target},
-           "model": {"layers": list(layers), "activation": "tanh"}, "loss": "bce", "train": tr}
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return path
-
-
-class _OpenOnUnpickle:
-    """Unpickling this object calls open(path, 'w'): it creates a file, i.e. runs code."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A directory with data.csv, cfg.yaml and one completed run in runs/ (trained in-process)."""
-    base = tmp_path_factory.mktemp("trained")
-    write_classes_csv(base / "data.csv")
-    write_config(base / "cfg.yaml", train_csv="data.csv", target="label", epochs=3)
-    r = nn("train", "cfg.yaml", "--no-plots", "-q", cwd=base)
-    assert r.rc == 0, r.show()
-    return base
-
-
-def copy_trained(trained: Path, dest: Path) -> Path:
-    """A private copy of the trained fixture; returns the run directory inside ``dest``."""
-    shutil.copytree(trained, dest, dirs_exist_ok=True)
-    return only_run(dest)
-
+from helpers import (OpenOnUnpickle, assert_usage_error, copy_trained, nn, npz_arrays, runs_in, write_classes_csv,
+                     write_config)
 
 # ============================================================================= YAML
 
@@ -169,7 +124,7 @@ def test_model_npz_with_pickled_object_is_refused_without_running_code(trained, 
     run = copy_trained(trained, tmp_path)
     marker = tmp_path / "PWNED2"
     arrays = npz_arrays(run / "model.npz")
-    arrays[tensor] = np.array([_OpenOnUnpickle(str(marker))], dtype=object)
+    arrays[tensor] = np.array([OpenOnUnpickle(str(marker))], dtype=object)
     np.savez(run / "model.npz", **arrays)  # allow_pickle is on for writing
     before = sorted(p.name for p in run.iterdir())
     r = nn(*_run_command(cmd, run), cwd=tmp_path)
@@ -209,7 +164,7 @@ def test_shape_mismatched_model_npz_names_the_tensor(trained, tmp_path, cmd):
 def test_init_npz_with_pickled_object_is_refused_without_running_code(tmp_path):
     marker = tmp_path / "PWNED3"
     write_classes_csv(tmp_path / "data.csv")
-    np.savez(tmp_path / "init.npz", W1=np.array([_OpenOnUnpickle(str(marker))], dtype=object),
+    np.savez(tmp_path / "init.npz", W1=np.array([OpenOnUnpickle(str(marker))], dtype=object),
              b1=np.zeros(3), W2=np.zeros((1, 3)), b2=np.zeros(1))
     write_config(tmp_path / "cfg.yaml", train_csv="data.csv", target="label", layers=(2, 3, 1))
     r = nn("train", "cfg.yaml", "--no-plots", "--set", "model.init=init.npz", cwd=tmp_path)

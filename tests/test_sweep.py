@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 import nncli.sweep
-from helpers import (BLOBS_YAML, Res, assert_usage_error, chdir, nn, npz_arrays, read_text_csv, setup_workdir, start_cli,
-                     write_blobs_csv, write_yaml, xor_yaml)
+from helpers import (Res, add_blobs, assert_usage_error, chdir, nn, npz_arrays, read_text_csv, setup_workdir, start_cli,
+                     summary, tmp_leftovers, write_yaml, xor_yaml)
 from nncli.errors import ConfigError
 from nncli.runs import create_run_dir
 from nncli.sweep import Executor, Sweep, Task, task_status
@@ -38,14 +38,6 @@ RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[A-Za-z0-9._-]+-[0-9a-f]{4}")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text(encoding="utf-8"))
-
-
-def tmp_leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.startswith(".") and p.name.endswith(".tmp")]
 
 
 def option(argv: list[str], flag: str) -> str:
@@ -241,9 +233,7 @@ def test_run_reports_every_task_and_records_failures_but_not_interruptions(sweep
 def real_sweep(tmp_path_factory):
     """A blobs sweep (3 learning rates, a validation split) run by InProcessExecutor while
     starting a process is forbidden: (work dir, sweep, executor, on_done reports, processes started)."""
-    wd = setup_workdir(tmp_path_factory.mktemp("sweep"))
-    write_blobs_csv(wd / "datasets" / "blobs.csv")
-    (wd / "configs" / "blobs.yaml").write_text(BLOBS_YAML, encoding="utf-8")
+    wd = add_blobs(setup_workdir(tmp_path_factory.mktemp("sweep")))
     write_yaml(wd / "blobs_lr.yaml", {"base": "configs/blobs.yaml",
                                       "grid": {"train.lr": [0.001, 0.05, 1.0], "data.val_split": [0.25]}})
     reported = []

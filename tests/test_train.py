@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from helpers import NO_PLOTS, nn, setup_workdir
+from helpers import NO_PLOTS, nn, setup_workdir, stop_after_steps
 from nncli.data import Split
 from nncli.losses import LOSSES
 from nncli.model import MLP
@@ -233,19 +233,6 @@ def test_fit_options_from_a_config_section():
 # ----------------------------------------------------------------------------- interrupt and continue
 
 
-def _stop_after(trainer, k):
-    """Ask the trainer to stop right after its k-th optimizer step (as a signal handler does)."""
-    real, count = trainer.optimizer.step, [0]
-
-    def step(grads):
-        real(grads)
-        count[0] += 1
-        if count[0] == k:
-            trainer.stop_requested = True
-
-    trainer.optimizer.step = step
-
-
 RESUME = {
     # name: (loss, optimizer, lr, extra options, stop after these steps)
     "sgd": ("cross_entropy", "sgd", 0.3, {}, 7),
@@ -280,7 +267,7 @@ def test_interrupt_inside_an_epoch_and_continue_in_a_fresh_trainer_is_bit_for_bi
     assert ref.result.status == "completed"
 
     first = fresh()
-    _stop_after(first, stop_at)
+    stop_after_steps(first, stop_at)
     run(first)
     assert first.result.status == "interrupted"
     assert "nncli train --resume" in first.result.message
