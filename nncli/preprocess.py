@@ -104,6 +104,34 @@ def _squared_deviations(block: np.ndarray, m: np.ndarray) -> np.ndarray:
     return block.sum(axis=0)
 
 
+def each_chunk(fn, n: int) -> list:
+    """[fn(start) for start in range(0, n, CHUNK)]: work on the row chunks of a large array,
+    on up to two threads when there are several chunks.
+
+    numpy releases the GIL while it copies, casts and adds, so the chunks of the cast,
+    the statistics and the scaling of a large table run side by side (and so do the page
+    faults of their fresh output memory). Results keep the chunks' order, so a sum over
+    them has the same bits on any number of threads.
+    """
+    starts = range(0, n, CHUNK)
+    if len(starts) < 2 or _threads() < 2:
+        return [fn(c) for c in starts]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(_threads()) as pool:
+        return list(pool.map(fn, starts))
+
+
+def _threads() -> int:
+    """The cores this process may use, at most 2, and at most OMP_NUM_THREADS when set (as
+    nncli sweep sets it for each of its workers)."""
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return max(1, min(n, 2, int(limit) if limit.isdigit() and int(limit) > 0 else 2))
+
+
 def _c_order_float64(A: np.ndarray) -> tuple[np.ndarray, bool]:
     """(A as a C-ordered float64 array, whether every value is finite), cast in row chunks.
 
@@ -113,12 +141,13 @@ def _c_order_float64(A: np.ndarray) -> tuple[np.ndarray, bool]:
     """
     check = A.dtype.kind not in "iub"
     out = A if (A.dtype == np.float64 and A.flags.c_contiguous) else np.empty(A.shape, np.float64)
-    finite = True
-    for c in range(0, A.shape[0], CHUNK):
+
+    def chunk(c):
         if out is not A:
             out[c : c + CHUNK] = A[c : c + CHUNK]
-        finite = finite and (not check or bool(np.isfinite(out[c : c + CHUNK]).all()))
-    return out, finite
+        return not check or bool(np.isfinite(out[c : c + CHUNK]).all())
+
+    return out, all(each_chunk(chunk, A.shape[0]))
 
 
 # ---------------------------------------------------------------------- the preprocessor
@@ -206,10 +235,10 @@ class Preprocessor:
         if self.standardize and len(rows):
             num = np.flatnonzero(self.numeric_mask())
             cols = slice(None) if len(num) == width else num  # all numeric: no column gather
-            starts = range(0, len(rows), CHUNK)
             with np.errstate(all="ignore"):  # per-chunk partial sums, added in chunk order
-                m = sum((X[rows[c : c + CHUNK]][:, cols].sum(axis=0) for c in starts), np.zeros(len(num))) / len(rows)
-                sd = np.sqrt(sum((_squared_deviations(X[rows[c : c + CHUNK]][:, cols], m) for c in starts),
+                m = sum(each_chunk(lambda c: X[rows[c : c + CHUNK]][:, cols].sum(axis=0), len(rows)),
+                        np.zeros(len(num))) / len(rows)
+                sd = np.sqrt(sum(each_chunk(lambda c: _squared_deviations(X[rows[c : c + CHUNK]][:, cols], m), len(rows)),
                                  np.zeros(len(num))) / len(rows))
             for k, j in enumerate(num):
                 if not (np.isfinite(m[k]) and np.isfinite(sd[k])):
@@ -259,15 +288,18 @@ class Preprocessor:
         row and column."""
         rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows)
         out = np.empty((len(rows), X.shape[1]), dtype=dtype)
-        with np.errstate(all="ignore"):
-            for c in range(0, len(rows), CHUNK):
-                block = X[rows[c : c + CHUNK]]
+
+        def chunk(c):
+            block = X[rows[c : c + CHUNK]]
+            with np.errstate(all="ignore"):
                 if self.standardize:
                     block -= self.x_mean
                     # divided in float64, rounded once into out's dtype
                     np.divide(block, self.x_std, out=out[c : c + CHUNK], casting="same_kind")
                 else:
                     out[c : c + CHUNK] = block
+
+        each_chunk(chunk, len(rows))
         if not np.isfinite(out).all():
             i, k = map(int, np.argwhere(~np.isfinite(out))[0])
             raise DataError(f"{cell(source, int(rows[i]) + row_offset, self.input_names[k])}: value out of range for {np.dtype(dtype).name}")

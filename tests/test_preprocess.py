@@ -494,3 +494,49 @@ def test_c_order_float64_c_float64_returned_as_is():
     assert out is not F
     _check_c_order(F, out, flag)
     assert flag is True
+
+
+# ---------------------------------------------------------------------- row chunks on two threads (a fast path)
+
+
+def test_chunk_loops_on_threads_give_the_bits_of_one_thread(monkeypatch):
+    """The cast, the statistics and the scaling of a table larger than one chunk give the same
+    bits on two threads as on one (the partial sums are added in chunk order either way)."""
+    import nncli.preprocess as P
+
+    rng = np.random.default_rng(7)
+    n = 3 * CHUNK + 123
+    df = pd.DataFrame({"a": rng.integers(-1000, 1000, n), "b": rng.normal(5, 3, n), "label": rng.integers(0, 3, n).astype(str)})
+    rows = np.sort(rng.choice(n, size=n - 500, replace=False))
+
+    def pipeline():
+        prep, X = Preprocessor.fit_encode(df, DataConfig(train="f.csv", target="label"), TASKS["multiclass"], "f.csv", rows)
+        return prep.x_mean, prep.x_std, prep.scale(X, "f.csv", np.float32, rows=rows)
+
+    calls = []
+    real = P.each_chunk
+
+    def counting(fn, n_rows):
+        calls.append(n_rows)
+        return real(fn, n_rows)
+
+    monkeypatch.setattr(P, "each_chunk", counting)
+    monkeypatch.setattr(P, "_threads", lambda: 2)
+    two = pipeline()
+    assert calls and max(calls) > CHUNK  # the chunk loops really ran over several chunks
+    monkeypatch.setattr(P, "_threads", lambda: 1)
+    one = pipeline()
+    for a, b in zip(two, one):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    # and against the plain computation: the mean and population std of the training rows
+    np.testing.assert_allclose(one[0], df[["a", "b"]].to_numpy(np.float64)[rows].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(one[1], df[["a", "b"]].to_numpy(np.float64)[rows].std(axis=0), rtol=1e-12)
+
+
+def test_threads_follow_omp_num_threads(monkeypatch):
+    import nncli.preprocess as P
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert P._threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert 1 <= P._threads() <= 2
