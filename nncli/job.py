@@ -21,7 +21,7 @@ from .errors import ConfigError, RunError
 from .losses import LOSSES
 from .model import MLP, load_weights
 from .optim import OPTIMIZERS, Optimizer
-from .runs import RunDir, versions
+from .runs import CHECKPOINT, RunDir, versions
 from .train import EpochRecord, FitOptions, Trainer, evaluate
 
 
@@ -101,7 +101,7 @@ class TrainingJob:
         try:
             job.trainer.load_state(state)
         except (ValueError, KeyError, TypeError) as e:
-            raise RunError(f"{rd / 'checkpoint.npz'}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+            raise RunError(f"{rd / CHECKPOINT}: unreadable checkpoint ({type(e).__name__}: {e})") from None
         job.run = rd
         job.created = summary.get("created", "")
         return job

@@ -15,7 +15,7 @@ from typing import Optional
 import yaml
 
 from .errors import ConfigError, RunError, did_you_mean
-from .runs import CHECKPOINT, RunDir
+from .runs import CHECKPOINT, SWEEP_FILE, RunDir
 
 LOWER_IS_BETTER = ("loss", "seconds", "mse", "rmse", "mae")
 
@@ -82,7 +82,7 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
         raise ConfigError(f"{runs_dir}: no such runs directory")
     rows, warnings = [], []
     for p in sorted(runs_dir.iterdir()):
-        if not p.is_dir() or p.name.startswith(".") or (p / "sweep.yaml").exists():
+        if not p.is_dir() or p.name.startswith(".") or (p / SWEEP_FILE).exists():
             continue  # not a run: hidden, or a sweep directory (list it with nncli runs SWEEP_DIR)
         try:
             rows.append(read_run(p))

@@ -35,6 +35,7 @@ from .errors import ConfigError, RunError
 CONFIG, PREPROCESS, SPLITS, METRICS = "config.yaml", "preprocess.json", "splits.npz", "metrics.csv"
 MODEL, CHECKPOINT, SUMMARY = "model.npz", "checkpoint.npz", "summary.json"
 SPLIT_NAMES = ("train", "val", "test")
+SWEEP_FILE = "sweep.yaml"  # marks a sweep directory (its runs inside) among the run directories
 
 
 def create_run_dir(runs_dir: Path | str, name: str) -> Path:

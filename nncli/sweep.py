@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .config import NAME_RE, format_validation_error, load_config, read_yaml
 from .csvio import atomic_write_text, write_rows
 from .errors import ConfigError, did_you_mean
-from .runs import create_run_dir
+from .runs import SWEEP_FILE, create_run_dir
 
 
 class _RandomSpec(BaseModel):
@@ -256,7 +256,7 @@ class Sweep:
         if not NAME_RE.match(name):
             raise ConfigError(f"{path}: name {name!r} is not valid: use letters, digits, '.', '_' and '-'")
         sweep_dir = create_run_dir(runs_dir, name)
-        atomic_write_text(sweep_dir / "sweep.yaml", yaml.safe_dump({"sweep": spec.model_dump(mode="json"), "points": pts},
+        atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump({"sweep": spec.model_dump(mode="json"), "points": pts},
                                                                   sort_keys=False, allow_unicode=True))
         tasks = [Task(i, command(spec, p, sweep_dir, f"{name}-{i + 1:03d}"), p) for i, p in enumerate(pts)]
         return cls(spec, name, sweep_dir, tasks, [])
