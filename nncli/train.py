@@ -29,6 +29,10 @@ from .optim import Optimizer
 from .tasks import Task
 
 
+INTERRUPTED = object()  # what _train_epoch returns when stop_requested stopped it mid-epoch
+RESUME_HINT = "training was interrupted; continue it with: nncli train --resume RUN_DIR"
+
+
 @dataclass
 class EpochRecord:
     epoch: int
@@ -164,8 +168,8 @@ class Trainer:
             if self._pos == 0:  # a fresh epoch (otherwise: resuming inside one)
                 self._begin_epoch()
             why = self._train_epoch()
-            if why == "interrupted":
-                return self._stop("interrupted", "training was interrupted; continue it with: nncli train --resume RUN_DIR")
+            if why is INTERRUPTED:
+                return self._stop("interrupted", RESUME_HINT)
             if why is None:
                 rec, why = self._end_epoch()
             if why is not None:
@@ -175,7 +179,7 @@ class Trainer:
             if stop_early:
                 break
             if self.stop_requested and self.epoch < self.options.epochs:
-                return self._stop("interrupted", "training was interrupted; continue it with: nncli train --resume RUN_DIR")
+                return self._stop("interrupted", RESUME_HINT)
         if self._best is not None:
             for (_, p), best in zip(self.model.params(), self._best[2]):
                 np.copyto(p, best)
@@ -188,8 +192,8 @@ class Trainer:
         self._loss_sum = 0.0
         self.score.reset()
 
-    def _train_epoch(self) -> Optional[str]:
-        """The rest of the current epoch's batches; None, "interrupted", or why it diverged."""
+    def _train_epoch(self):
+        """The rest of the current epoch's batches; None, INTERRUPTED, or why it diverged (a str)."""
         model, batches, n = self.model, self.batches, self.batches.n
         # overflow on the way to divergence is detected here, not warned about
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -200,7 +204,7 @@ class Trainer:
                     return f"the training loss became {E} in epoch {self.epoch + 1}"
                 self._pos += xb.shape[0]
                 if self.stop_requested and self._pos < n:
-                    return "interrupted"  # inside an epoch: its position is kept for the checkpoint
+                    return INTERRUPTED  # inside an epoch: its position is kept for the checkpoint
             finite = _all_finite(model.flat, self._zeros)  # (inside errstate: inf * 0 would warn)
         return None if finite else f"the weights became non-finite in epoch {self.epoch + 1}"
 
