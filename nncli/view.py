@@ -14,6 +14,7 @@ from typing import Optional
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 err = Console(stderr=True, highlight=False)
@@ -26,16 +27,25 @@ def _stdout() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
 
 
+def one_line(msg: str) -> str:
+    """``msg`` with every character that could end or disturb a line (newlines, carriage
+    returns, the other separators str.splitlines knows, control characters) written as an
+    escape, so that a message naming a cell of the user's data stays one line."""
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in str(msg))
+
+
 def error(msg: str) -> None:
+    msg = one_line(msg)
     if err.is_terminal:
-        err.print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(msg)}", markup=True, soft_wrap=True)
     else:
         print(f"nncli: error: {msg}", file=sys.stderr, flush=True)
 
 
 def warning(msg: str) -> None:
+    msg = one_line(msg)
     if err.is_terminal:
-        err.print(f"[yellow]warning:[/] {msg}", markup=True, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(msg)}", markup=True, soft_wrap=True)
     else:
         print(f"nncli: warning: {msg}", file=sys.stderr, flush=True)
 

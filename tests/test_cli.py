@@ -494,3 +494,31 @@ def test_data_rejects_an_unknown_dataset_and_a_missing_output(tmp_path):
     assert r.rc == 2 and not r.tb, r.show()
     assert "--output" in r.err, r.show()
     assert r.text == "" and list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- one line, whatever the data holds
+
+
+@pytest.mark.parametrize("label", ["\x1e", "a\u2028b", "x\x0by", "\x85"])
+def test_an_error_naming_a_label_with_line_breaking_characters_stays_one_line(tmp_path, label):
+    """A message quotes the user's cells; characters str.splitlines breaks on (record
+    separators, CR, NEL, U+2028) are written as escapes, so the error is one line."""
+    import csv
+
+    with open(tmp_path / "d.csv", "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["x", "y"])
+        w.writerows([[i, c] for i, c in enumerate([label, "0", "1"] * 3)])
+    (tmp_path / "c.yaml").write_text(
+        "data: {train: d.csv, target: y}\nmodel: {layers: [auto, 2, auto]}\nloss: bce\ntrain: {lr: 0.1, epochs: 1}\n",
+        encoding="utf-8")
+    r = nn("train", "c.yaml", *NO_PLOTS, cwd=tmp_path)
+    assert_usage_error(r, "has 3 classes", repr(label)[1:-1])
+
+
+def test_one_line_escapes_only_what_breaks_a_line():
+    from nncli.view import one_line
+
+    assert one_line("température 007 [auto, 4]\tok") == "température 007 [auto, 4]\tok"
+    assert one_line("a\nb\x1ec\u2028d") == "a\\nb\\x1ec\\u2028d"
+    assert len(one_line("".join(map(chr, range(0x20))) + "\x85\u2028\u2029").splitlines()) == 1
