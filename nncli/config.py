@@ -21,6 +21,7 @@ from .losses import LOSSES
 from .model import INITS
 from .optim import OPTIMIZERS, Hyper, hyperparameters
 from .tasks import TASKS, Task
+from .yamlfile import dump_yaml, read_yaml, safe_load  # noqa: F401 (read_yaml, safe_load: part of this module's API)
 
 MAX_LAYER_SIZE = 1_000_000
 NAME_RE = re.compile(r"[\w][\w.\-]*\Z")  # used with .match: anchored at both ends, no trailing newline
@@ -356,60 +357,6 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (the last would win silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                dup = key in seen
-            except TypeError:
-                continue
-            if dup:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}; each key may appear once", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def safe_load(text: str):
-    """yaml.safe_load, but duplicate keys are an error."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-
-
-def read_yaml(path: Path | str) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        return safe_load(text)
-    except RecursionError:
-        raise ConfigError(f"{path}: YAML nested too deeply to read") from None
-    except yaml.constructor.ConstructorError as e:
-        line = f"line {e.problem_mark.line + 1}: " if e.problem_mark else ""
-        if "duplicate key" in (e.problem or ""):
-            raise ConfigError(f"{path}: {line}{e.problem}") from None
-        raise ConfigError(
-            f"{path}: {line}{e.problem} (nncli reads YAML with safe loading: tags such as !!python/... are refused, no code runs)"
-        ) from None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{path}: {where}YAML syntax error: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: YAML error: {str(e).splitlines()[0]}") from None
-
-
 def config_from_dict(raw: Any, source: str, overrides: Optional[list[str]] = None) -> Config:
     if raw is None:
         raw = {}
@@ -433,17 +380,5 @@ def load_config(path: Path | str, overrides: Optional[list[str]] = None) -> Conf
     return cfg
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style for sections, flow style for lists of scalars: ``layers: [2, 4, 1]``."""
-
-
-def _represent_list(dumper, data):
-    flow = all(not isinstance(x, (dict, list)) for x in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_Dumper.add_representer(list, _represent_list)
-
-
 def dump_config(cfg: Config) -> str:
-    return yaml.dump(cfg.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return dump_yaml(cfg.to_dict())
