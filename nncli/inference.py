@@ -1,7 +1,10 @@
 """Using a trained run: ``evaluate`` (metrics on labelled data) and ``predict`` (CSV in, CSV out).
 
 Both start from :func:`nncli.runs.load_run`, so they see exactly the preprocessing the
-network was trained with, and both compute in float64 (the saved weights are exact in it).
+network was trained with. ``evaluate`` computes in the run's own dtype (``train.dtype``), as
+training, ``nncli runs`` and the pictures do, so the same rows give the same metric
+everywhere. ``predict`` computes in float64 (the saved weights are exact in it), where a row's
+probabilities do not depend on how many rows are predicted with it.
 """
 
 from __future__ import annotations
@@ -61,10 +64,9 @@ def eval_source(run: Run, data: Optional[str]):
 def evaluate(run: Run, data: Optional[str] = None) -> tuple[dict, str]:
     """The evaluation report of ``run`` and the file name it should be saved under."""
     df, source, fname, notes = eval_source(run, data)
-    prep, cfg = run.prep, run.config
-    X = prep.transform(df, source)
-    Y = prep.transform_targets(df, source)
-    model = run.model.astype(np.float64)
+    prep, cfg, model = run.prep, run.config, run.model
+    X = prep.transform(df, source, dtype=model.dtype)
+    Y = prep.transform_targets(df, source, dtype=model.dtype)
     A = model.predict(X)
     loss = LOSSES[cfg.loss]
     report: dict = {"run": str(run.path), "source": source, "rows": int(len(df)), "task": prep.task.name,
@@ -74,9 +76,21 @@ def evaluate(run: Run, data: Optional[str] = None) -> tuple[dict, str]:
     if prep.task.is_classifier:
         report.update(_classification_report(prep, Y, A))
     else:
-        r = M.regression_report(Y, A)
-        report["targets"] = {t: {m: float(r[m][j]) for m in ("mse", "rmse", "mae", "r2")} for j, t in enumerate(prep.targets)}
+        report.update(_regression_report(prep, df, source, Y, A, loss))
     return report, fname
+
+
+def _regression_report(prep, df, source, Y, A, loss) -> dict:
+    """The loss and MSE, RMSE, MAE and R² per target, in the targets' own units: a run that
+    z-scored its targets (data.standardize_target) has its outputs unscaled first, and the
+    loss recomputed on them in float64 (the network trained on the z-scores)."""
+    out: dict = {"loss_units": "original units"}
+    if prep.scales_targets:
+        Y, A = prep.target_values(df, source), prep.inverse_transform(A)[0]
+        out["loss"] = float(loss.value(Y, A))
+    r = M.regression_report(Y, A)
+    out["targets"] = {t: {m: float(r[m][j]) for m in ("mse", "rmse", "mae", "r2")} for j, t in enumerate(prep.targets)}
+    return out
 
 
 def _classification_report(prep, Y, A) -> dict:
@@ -184,7 +198,7 @@ def _write_predictions(run: Run, stream, header, source, new_cols, out, chunk_ro
     """Stream ``stream``'s rows to ``out`` with the predictions appended, chunk by chunk."""
     import pandas as pd
 
-    prep, model = run.prep, run.model.astype(np.float64)
+    prep, model = run.prep, run.model.astype(np.float64)  # float64: rows give the same bits in any chunk
     written = 0
     reader = pd.read_csv(stream, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=chunk_rows)
     try:

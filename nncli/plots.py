@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 GRID = 300  # points per axis of the decision-boundary grid
+FLAT = 1e-3  # outputs varying less than this over the plane: no boundary to draw, only rounding noise
 
 
 def _figure(figsize):
@@ -40,7 +41,7 @@ def _save(fig, path: Path, tight: bool = True) -> Path:
     return path
 
 
-def loss_plot(epochs, loss, val_loss, path: Path, title: str = "") -> Path:
+def loss_plot(epochs, loss, val_loss, path: Path, title: str = "", units: str = "") -> Path:
     fig = _figure((6, 4))
     ax = fig.subplots()
     ax.plot(epochs, loss, label="train loss", color="tab:blue")
@@ -50,7 +51,7 @@ def loss_plot(epochs, loss, val_loss, path: Path, title: str = "") -> Path:
     if len(vals) and vals.min() > 0 and vals.max() / vals.min() > 100:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss E")
+    ax.set_ylabel(f"loss E ({units})" if units else "loss E")  # regression: on standardized targets, or not
     ax.set_title(title or "loss per epoch")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -75,10 +76,17 @@ def boundary_spec(model, prep, X_raw: np.ndarray, labels: np.ndarray) -> dict:
     G0, G1 = np.meshgrid(g0, g1)
     A = model.predict((np.column_stack([G0.ravel(), G1.ravel()]) - prep.x_mean) / prep.x_std)
     codes = prep.task.predicted_codes(A)
+    spread = float(np.ptp(A, axis=0).max())
+    flat = None
+    if spread < FLAT:  # a model that predicts about the same everywhere: regions would be rounding noise
+        means = [f"{v:.2f}" for v in A.mean(axis=0, dtype=np.float64)]
+        shown = means[0] if len(means) == 1 else f"({', '.join(means)})"
+        flat = (f"ŷ ≈ {shown} everywhere on this plane (it varies by {spread:.1g}):\n"
+                "the model cannot decide anywhere, so there is no decision boundary")
     return {
-        "g0": g0, "g1": g1, "codes": codes.reshape(G0.shape),
+        "g0": g0, "g1": g1, "codes": None if flat else codes.reshape(G0.shape), "flat": flat,
         # y_hat = P(class 1), for the y_hat = 1/2 contour (one output unit: the binary task)
-        "p": A[:, 0].reshape(G0.shape) if prep.n_outputs == 1 else None,
+        "p": A[:, 0].reshape(G0.shape) if prep.n_outputs == 1 and not flat else None,
         "X": np.asarray(X_raw, np.float64), "labels": np.asarray(labels, np.int64),
         "classes": [str(c) for c in prep.classes], "features": list(prep.features[:2]), "target": prep.targets[0],
     }
@@ -95,7 +103,11 @@ def boundary_figure(spec: dict, path: Path, title: str = "") -> Path:
     cmap = ListedColormap([base(i % 10) for i in range(k)])
     fig = _figure((6, 5))
     ax = fig.subplots()
-    ax.contourf(G0, G1, spec["codes"], levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
+    if spec.get("codes") is not None:
+        ax.contourf(G0, G1, spec["codes"], levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
+    if spec.get("flat"):
+        ax.text(0.5, 0.5, spec["flat"], transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="round", facecolor="white", alpha=0.9))
     if spec.get("p") is not None:
         cs = ax.contour(G0, G1, spec["p"], levels=[0.5], colors="k", linewidths=1.5)
         ax.clabel(cs, fmt={0.5: "ŷ = 1/2"}, fontsize=8)
@@ -138,7 +150,8 @@ def run_spec(run_dir: Path, name: str, history, model, prep, X_raw=None, labels=
     epochs, loss, val = history
     spec = {"run_dir": str(run_dir), "name": name,
             "loss": {"epochs": np.asarray(epochs, np.int64), "loss": np.asarray(loss, np.float64),
-                     "val": None if val is None else np.asarray(val, np.float64)} if len(epochs) else None,
+                     "val": None if val is None else np.asarray(val, np.float64),
+                     "units": getattr(prep, "loss_units", None) or ""} if len(epochs) else None,
             "boundary": None}
     if X_raw is not None and can_draw_boundary(prep):
         spec["boundary"] = boundary_spec(model, prep, X_raw, labels)
@@ -150,7 +163,7 @@ def render(spec: dict) -> list[Path]:
     run_dir, name, out = Path(spec["run_dir"]), spec["name"], []
     if spec["loss"] is not None:
         L = spec["loss"]
-        out.append(loss_plot(L["epochs"], L["loss"], L["val"], run_dir / "loss.png", f"{name}: loss per epoch"))
+        out.append(loss_plot(L["epochs"], L["loss"], L["val"], run_dir / "loss.png", f"{name}: loss per epoch", L.get("units", "")))
     if spec["boundary"] is not None:
         out.append(boundary_figure(spec["boundary"], run_dir / "decision_boundary.png", f"{name}: decision regions"))
     return out
