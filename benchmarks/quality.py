@@ -42,7 +42,7 @@ def run_nncli(cfg):
     for _ in job.epochs():
         pass
     secs = time.perf_counter() - t
-    _, metric = evaluate(job.model, job.data.test, cfg.loss, cfg.task)
+    _, metric = evaluate(job.model, job.data.test, job.loss, cfg.task)
     return metric, secs, job.data
 
 
@@ -66,24 +66,20 @@ def run_sklearn(cfg, data):
     else:
         kw.update(beta_1=t.beta1, beta_2=t.beta2, epsilon=t.eps)
     X, Xt = data.train.X.astype(np.float64), data.test.X.astype(np.float64)
-    if cfg.task == "regression":
+    if not cfg.task.is_classifier:
         model = MLPRegressor(**kw)
         y, yt = data.train.Y, data.test.Y
         if y.shape[1] == 1:
             y, yt = y[:, 0], yt[:, 0]
     else:
         model = MLPClassifier(**kw)
-        y, yt = _codes(data.train.Y, cfg.task), _codes(data.test.Y, cfg.task)
+        y, yt = cfg.task.true_codes(data.train.Y), cfg.task.true_codes(data.test.Y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         t0 = time.perf_counter()
         model.fit(X, y)
         secs = time.perf_counter() - t0
     return float(model.score(Xt, yt)), secs
-
-
-def _codes(Y, task):
-    return Y[:, 0].astype(int) if task == "binary" else Y.argmax(axis=1)
 
 
 def main(argv=None):
@@ -105,7 +101,7 @@ def main(argv=None):
         a, ta, data = run_nncli(cfg)
         b, tb = run_sklearn(cfg, data)
         worst = min(worst, a - b)
-        metric = "R²" if cfg.task == "regression" else "accuracy"
+        metric = "R²" if not cfg.task.is_classifier else "accuracy"
         line = f"{name:<14} {metric:<9} {a:>7.4f} {b:>8.4f} {a - b:>+7.4f} {ta:>8.2f} {tb:>9.2f}"
         if args.seeds:
             ms = []

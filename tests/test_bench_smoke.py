@@ -53,3 +53,16 @@ def test_wide_data_is_seeded_float32():
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ya, yb)
     assert set(np.unique(ya)) <= {0, 1, 2}
+
+
+def test_quality_script_compares_both_on_the_same_split():
+    """benchmarks/quality.py (the README's quality table) still drives nncli and scikit-learn."""
+    pytest.importorskip("sklearn")
+    from benchmarks import quality
+    from nncli.config import load_config
+
+    cfg = load_config(quality.ROOT / "configs" / "iris.yaml", ["train.epochs=30"])
+    ours, _, data = quality.run_nncli(cfg)
+    theirs, _ = quality.run_sklearn(cfg, data)
+    assert data.test.n == 36  # the config's test split, the same rows for both
+    assert 0.6 < ours <= 1.0 and 0.6 < theirs <= 1.0  # both learn iris well above chance (1/3)
