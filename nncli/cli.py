@@ -142,6 +142,7 @@ def _training_job(config, set_, name, runs_dir, resume, quiet):
     from .config import load_config
     from .errors import ConfigError
     from .job import TrainingJob
+    from .runs import RunDir
 
     if resume is not None:
         if config is not None or set_ or name:
@@ -153,7 +154,9 @@ def _training_job(config, set_, name, runs_dir, resume, quiet):
     overrides = list(set_ or []) + ([f"name={json.dumps(name)}"] if name is not None else [])
     cfg = load_config(config, overrides)
     with view.status(f"reading {cfg.data.train}" if not quiet else ""):
-        return TrainingJob(cfg, runs_dir)
+        job = TrainingJob(cfg, runs_dir)
+    job.warnings += [f"{c}: the result will not reproduce that run" for c in RunDir(config.parent).data_changes(job.data_files)]
+    return job
 
 
 @contextlib.contextmanager
@@ -209,7 +212,8 @@ def gradcheck(
 @_command
 def eval_(
     run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/<id>.", show_default=False),
-    data: Optional[str] = typer.Option(None, "--data", help="Another labelled CSV (must have the target column(s))."),
+    data: Optional[str] = typer.Option(None, "--data", help="Another labelled table (must have the target column(s))."),
+    sep: Optional[str] = typer.Option(None, "--sep", help="Column separator of --data (default: the run's data.sep, else by the name: tab for .tsv)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip confusion.png."),
 ):
@@ -226,7 +230,7 @@ def eval_(
     from .runs import load_run
 
     run = load_run(run_dir)
-    report, fname = evaluate(run, data)
+    report, fname = evaluate(run, data, _sep_option(sep))
     for note in report.get("notes", []):
         view.warning(note)
     saved = save_eval(run, report, fname, plots=not no_plots)
@@ -240,9 +244,11 @@ def eval_(
 @_command
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/<id>.", show_default=False),
-    input_csv: str = typer.Argument(..., metavar="INPUT.csv", help="CSV with the feature columns, or - for stdin.", show_default=False),
-    output: str = typer.Option("-", "--output", "-o", help="Output CSV, or - for stdout."),
+    input_csv: str = typer.Argument(..., metavar="INPUT.csv", help="A table with the feature columns (CSV, TSV, Parquet; compressed too), or - for CSV on stdin.", show_default=False),
+    output: str = typer.Option("-", "--output", "-o", help="Output file, or - for CSV on stdout; the name picks the format (.csv, .tsv, .parquet; .gz/.bz2/.xz/.zip/.zst compress)."),
     no_proba: bool = typer.Option(False, "--no-proba", help="Leave out the proba_<label> columns."),
+    sep: Optional[str] = typer.Option(None, "--sep", help="Column separator of the input (default: the run's data.sep, else by the name: tab for .tsv)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="A row that cannot be predicted gets empty prediction cells and the reason in an 'error' column, instead of stopping the file."),
 ):
     """Predict for every row of a CSV: input columns unchanged, then prediction (and proba_<label>).
 
@@ -250,12 +256,29 @@ def predict(
     is ignored. Processed in chunks, so any input size works. A file OUT is replaced
     atomically: on error an existing OUT is left untouched.
     """
+    from . import view
     from .inference import predict as run_predict
     from .runs import load_run
 
     run = load_run(run_dir)
-    run_predict(run, input_csv, output, proba=not no_proba)
+    notes: list = []
+    run_predict(run, input_csv, output, proba=not no_proba, sep=_sep_option(sep), notes=notes, skip_invalid=skip_invalid)
     sys.stdout.flush()
+    for note in notes:  # unseen categories encoded as zeros, rows skipped with --skip-invalid
+        view.warning(note)
+
+
+def _sep_option(value: Optional[str]) -> Optional[str]:
+    """--sep checked as data.sep is ('tab' or '\\t' for a tab)."""
+    from .errors import ConfigError
+    from .formats import check_sep
+
+    if value is None:
+        return None
+    try:
+        return check_sep(value)
+    except ValueError as e:
+        raise ConfigError(f"--sep: {e}") from None
 
 
 @app.command()
@@ -367,6 +390,32 @@ def data(
         from . import view
 
         view.info(f"wrote {output}: {len(df)} rows, columns {', '.join(map(str, df.columns))}")
+
+
+@app.command()
+@_command
+def init(
+    data_file: str = typer.Argument(..., metavar="DATA.csv", help="The table to learn from (the future data.train).", show_default=False),
+    target: List[str] = typer.Option(..., "--target", "-t", help="The column to predict (repeat for several regression targets).", show_default=False),
+    output: str = typer.Option("-", "--output", "-o", help="Config file to write (never overwritten), or - for stdout."),
+    sep: Optional[str] = typer.Option(None, "--sep", help="Column separator of DATA, written as data.sep (default: by the name: tab for .tsv, else a comma)."),
+):
+    """Write a commented starter config for a table: inferred loss, ID-like columns excluded,
+    missing cells imputed, splits with early stopping, adam; it trains without edits.
+
+    Prints the config on stdout, or writes it to a new file with -o (an existing file is
+    never replaced: exit 2). Each choice is explained in a comment above its key.
+    """
+    from . import view
+    from .starter import write_starter
+
+    s = write_starter(data_file, list(target), output, _sep_option(sep))
+    if output == "-":
+        sys.stdout.write(s.text)
+        sys.stdout.flush()
+        view.info(f"nncli init: {s.summary}")
+    else:
+        view.info(f"wrote {output}: {s.summary}; train it with: nncli train {output}")
 
 
 def main() -> None:

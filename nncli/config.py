@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
 from .activations import ACTIVATIONS, hidden_activations
 from .errors import ConfigError, did_you_mean
@@ -37,6 +37,12 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class ImputeConfig(_Section):
+    numeric: Literal["median", "mean", "zero"] = Field("median", description="fill value of numeric columns: the training median, mean, or 0")
+    categorical: Literal["most_frequent", "missing"] = Field(
+        "most_frequent", description="fill value of text columns: the most frequent training value, or the category 'missing'")
+
+
 class DataConfig(_Section):
     train: str = Field(description="training CSV; relative paths resolve against the current directory")
     target: Union[str, list[str]] = Field(description="target column, or a list for several regression targets")
@@ -48,6 +54,39 @@ class DataConfig(_Section):
     test: Optional[str] = Field(None, description="test CSV (what `nncli eval` uses by default)")
     test_split: Optional[float] = Field(None, gt=0, lt=1, description="fraction of train held out as the test set")
     standardize: bool = Field(True, description="z-score numeric features with training statistics")
+    sep: Optional[str] = Field(None, description="column separator of the data files: one character, or tab "
+                               "(default: tab for .tsv/.tab files, a comma otherwise)")
+
+    @field_validator("sep")
+    @classmethod
+    def _sep(cls, v):
+        from .formats import check_sep
+
+        return None if v is None else check_sep(v)
+
+    missing: Literal["error", "drop", "impute"] = Field(
+        "error", description="missing cells in used columns: one error listing them, drop their rows, or impute them")
+    impute: ImputeConfig = Field(default_factory=ImputeConfig, description="fill values for data.missing: impute")
+    missing_indicator: bool = Field(False, description="data.missing: impute: add a 0/1 input per numeric column with training gaps")
+    na_values: list[str] = Field(default_factory=list, description="extra cell texts that mean missing, besides the defaults")
+    unknown_category: Literal["error", "ignore"] = Field(
+        "error", description="a category unseen in training at eval/predict time: an error, or all zeros")
+
+    @field_validator("na_values", mode="before")
+    @classmethod
+    def _na_values(cls, v):
+        if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+            v = [v]  # one token
+        if isinstance(v, list):
+            return [x if isinstance(x, str) or isinstance(x, bool) or x is None else str(x) for x in v]
+        return v
+
+    @model_validator(mode="after")
+    def _missing_indicator(self):
+        if self.missing_indicator and self.missing != "impute":
+            raise ValueError("data.missing_indicator marks imputed cells: it needs data.missing: impute")
+        return self
+    standardize_target: bool = Field(True, description="loss mse with the identity output: z-score each target with training statistics; outputs, metrics and predictions stay in the original units")
 
     @field_validator("target")
     @classmethod
@@ -187,8 +226,9 @@ class Config(_Section):
     seed: int = Field(0, ge=0, description="seeds the one random generator: init, splits, shuffling")
     data: DataConfig
     model: ModelConfig
-    loss: str
+    loss: Optional[str] = Field(None, description="bce, cross_entropy or mse; default: inferred from the training target (nncli.infer)")
     train: _TrainCore  # validated as schema()'s train section: these keys plus every optimizer's hyperparameters
+    _loss_note: Optional[str] = PrivateAttr(None)  # how an omitted loss was inferred (nncli.infer.resolve_loss)
 
     @field_validator("name")
     @classmethod
@@ -200,35 +240,41 @@ class Config(_Section):
     @field_validator("loss")
     @classmethod
     def _loss(cls, v):
-        return _choice(v, tuple(LOSSES), "loss")
+        return v if v is None else _choice(v, tuple(LOSSES), "loss")
 
     @model_validator(mode="after")
     def _pairing(self):
-        loss = LOSSES[self.loss]
-        out = self.model.output or loss.default_output
-        if out not in loss.valid_outputs():
+        # an omitted loss is inferred from the data (nncli.infer.resolve_loss); assigning it checks the pairing then
+        loss = LOSSES[self.loss] if self.loss is not None else None
+        out = self.model.output or (loss.default_output if loss else None)
+        if loss and out not in loss.valid_outputs():
             raise ValueError(
                 f"model.output '{out}' cannot be used with loss '{self.loss}' "
                 f"(valid: {', '.join(loss.valid_outputs())})"
             )
         if self.train.early_stopping is not None and self.data.val is None and self.data.val_split is None:
             raise ValueError("train.early_stopping watches the validation loss: add data.val or data.val_split")
-        if TASKS[loss.task].is_classifier and len(self.data.targets) > 1:
+        if loss and TASKS[loss.task].is_classifier and len(self.data.targets) > 1:
             raise ValueError(f"loss '{self.loss}' takes one target column; several targets need loss 'mse'")
         return self
 
     # ------------------------------------------------------------------ derived
     @property
     def output(self) -> str:
-        return self.model.output or LOSSES[self.loss].default_output
+        return self.model.output or LOSSES[self._named_loss()].default_output
 
     @property
     def task(self) -> Task:
-        return TASKS[LOSSES[self.loss].task]
+        return TASKS[LOSSES[self._named_loss()].task]
+
+    def _named_loss(self) -> str:
+        if self.loss is None:  # a programming error: the data resolve an omitted loss before anything asks
+            raise RuntimeError("the loss is not known yet: nncli.data.read_train_csv infers it from the training target")
+        return self.loss
 
     def warnings(self) -> list[str]:
-        """Things that are valid but probably not what the user wants."""
-        out = []
+        """Things that are valid but probably not what the user wants (and a loss chosen for the user)."""
+        out = [self._loss_note] if self._loss_note else []
         for where, names in (("model.activation", self.model.hidden_activations), ("model.output", [self.output])):
             flat = [a for a in dict.fromkeys(names) if ACTIVATIONS[a].zero_gradient]
             if flat:

@@ -1,7 +1,8 @@
 """Reading tables and writing files: the edge between nncli and the file system.
 
-- :func:`read_csv` reads a CSV with one ``pandas.read_csv`` call. Files are UTF-8 (a BOM is
-  fine) with a header line of unique names. Only the cells in :data:`MISSING` count as
+- :func:`read_csv` reads a CSV with one ``pandas.read_csv`` call (or a Parquet file with
+  pyarrow; separators, compression and formats are in :mod:`nncli.formats`). Files are
+  UTF-8 (a BOM is fine) with a header line of unique names. Only the cells in :data:`MISSING` count as
   missing; every other text is kept as written.
 - Errors name the file and, where there is one, the row and the column: rows are numbered
   from 1 for the first data row, so row r is line r + 1 of the file (:func:`cell`).
@@ -25,7 +26,9 @@ from typing import Iterator
 
 import numpy as np
 
+from . import formats
 from .errors import DataError, did_you_mean
+from .formats import short
 
 MISSING = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A"]
 
@@ -35,19 +38,25 @@ def cell(source: str, i: int, column: str) -> str:
     return f"{source}: row {i + 1} (line {i + 2}), column '{column}'"
 
 
-def missing_columns_message(source: str, missing: list, header: list) -> str:
+def missing_columns_message(source: str, missing: list, header: list, sep: str = ",") -> str:
     """One line naming the missing columns, the closest existing name and the columns there are.
 
-    A header that is a single column containing ';', tab or '|' is a file with another
-    separator: that is said instead.
+    A header that is a single column containing another separator (',', ';', tab, '|') is a
+    file with that separator: that is said instead. Long headers are shortened.
     """
-    for sep in (";", "\t", "|"):
-        if len(header) == 1 and sep in str(header[0]):
-            return (f"{source}: the header is a single column {header[0]!r}: the file looks {sep!r}-separated; "
-                    "nncli reads comma-separated CSV, so save it with commas")
-    cols = ", ".join(repr(m) for m in missing)
+    if len(header) == 1:
+        for alt in (",", ";", "\t", "|"):
+            if alt != sep and alt in str(header[0]):
+                how = 'data.sep: "\\t"' if alt == "\t" else f"data.sep: '{alt}'"
+                return (f"{source}: the header is a single column {short(header[0], 60)!r}: the file looks "
+                        f"{formats.sep_name(alt)}-separated; set {how} (eval and predict: --sep)"
+                        + (", or save it with commas" if alt != "," else ""))
+    cols = ", ".join(repr(short(m, 40)) for m in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
     hint = did_you_mean(missing[0], header)
-    return f"{source}: missing column{'s' if len(missing) > 1 else ''} {cols}{hint} (columns: {', '.join(header)})"
+    shown = ", ".join(short(h, 40) for h in header[:20]) + (f", ... ({len(header)} columns)" if len(header) > 20 else "")
+    single = (f"; the first line has one field only: is this a {formats.table_kind(sep)} table with a header line?"
+              if len(header) == 1 and not hint else "")
+    return f"{source}: missing column{'s' if len(missing) > 1 else ''} {cols}{hint} (columns: {shown}){single}"
 
 
 # ---------------------------------------------------------------------- reading
@@ -60,16 +69,26 @@ def check_header(header, source: str) -> list[str]:
     dup = sorted({h for h in header if header.count(h) > 1}, key=header.index)
     if dup:
         raise DataError(f"{source}: duplicate column name{'s' if len(dup) > 1 else ''} "
-                        f"{', '.join(repr(d) for d in dup)}; column names must be unique")
+                        f"{short(', '.join(repr(d) for d in dup))}; column names must be unique")
     return list(header)
 
 
-def read_header(path: Path, source: str) -> list[str]:
+def read_header(path: Path, source: str, sep: str | None = None) -> list[str]:
+    """The names on the header line, read through the decompression the name asks for.
+
+    A file that is no text table (JSON, a workbook, binary data) is an error saying what
+    it looks like. ``sep`` None: by the name (:func:`nncli.formats.default_sep`).
+    """
+    sep = sep or formats.default_sep(path)
+    formats.not_a_table(source, formats.read_head(path, source), formats.table_kind(sep))
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            header = next(csv.reader(fh), None)
+        with formats.decompression_errors(path, source), formats.open_bytes(path, source) as raw, \
+                io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh, delimiter=sep), None)
     except UnicodeDecodeError:
         raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
+    except csv.Error as e:
+        raise DataError(f"{source}: malformed header line: {short(e)}") from None
     return check_header(header, source)
 
 
@@ -87,44 +106,66 @@ def open_csv_source(path: str | Path, key: str = "") -> tuple[Path, str]:
     return p, source
 
 
-def read_csv(path: str | Path, key: str = "", str_columns=(), required=()):
-    """The CSV as a DataFrame; ``str_columns`` are kept as text exactly as written.
+def read_csv(path: str | Path, key: str = "", str_columns=(), required=(), na_values=(), sep=None):
+    """The table as a DataFrame; ``str_columns`` are kept as text exactly as written.
+
+    Delimited text (``sep``, or by the name: tab for .tsv/.tab, else a comma), compressed
+    by the name's ending (.gz, .bz2, .xz, .zip, .zst), or Parquet (.parquet): see
+    :mod:`nncli.formats`.
 
     ``key`` names where the path came from (e.g. ``data.train``) for error messages;
-    ``required`` columns must be in the header. Missing cells (:data:`MISSING`) become NaN.
+    ``required`` columns must be in the header. Missing cells (:data:`MISSING` and the
+    extra tokens ``na_values``, e.g. data.na_values) become NaN.
     """
     import pandas as pd
 
     p, source = open_csv_source(path, key)
-    header = read_header(p, source)
+    parquet, sep = formats.is_parquet(p), sep or formats.default_sep(p)
+    header = check_header(list(formats.parquet_schema(p, source).names), source) if parquet else read_header(p, source, sep)
     missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(missing_columns_message(source, missing, header))
+        raise DataError(missing_columns_message(source, missing, header, sep))
     if any(not str(c).strip() for c in required):
         raise DataError(f"{source}: a column used as a feature or target has an empty name; give it a name in the header")
     dtype = {c: str for c in str_columns if c in header}
-    try:
-        # na_filter=False keeps pandas' fast path for clean numeric columns; a column with a
-        # missing cell is read as text, and the missing tokens become NaN just below
-        df = pd.read_csv(p, encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
-    except UnicodeDecodeError:
-        raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{source}: no columns to read") from None
-    except (pd.errors.ParserError, ValueError) as e:
-        raise DataError(f"{source}: malformed CSV: {_last_line(e)}") from None
+    df = formats.read_parquet(p, source, list(dtype))[1] if parquet else _read_delimited(p, source, sep, dtype)
     if len(df) == 0:
         raise DataError(f"{source}: has a header but no data rows")
     for c in df.columns:
         col = df[c]
         if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-            df[c] = col.where(~col.isin(MISSING))
+            df[c] = col.where(~col.isin(MISSING + list(na_values)))
+        elif na_values and not pd.api.types.is_bool_dtype(col):
+            df[c] = col.where(~col.isin(numeric_tokens(na_values)))  # e.g. -999 in a numeric column
     return df
 
 
-def _last_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[-1] if text else type(e).__name__
+def numeric_tokens(na_values) -> list[float]:
+    """The missing-value tokens that are numbers (a numeric column holds them as numbers)."""
+    out = []
+    for v in na_values:
+        try:
+            out.append(float(v))
+        except ValueError:
+            pass
+    return [v for v in out if math.isfinite(v)]
+
+
+def _read_delimited(p: Path, source: str, sep: str, dtype: dict):
+    """One ``pandas.read_csv`` of the (decompressed) file, every error one short line."""
+    import pandas as pd
+
+    try:
+        with formats.decompression_errors(p, source), formats.open_bytes(p, source) as fh:
+            # na_filter=False keeps pandas' fast path for clean numeric columns; a column with a
+            # missing cell is read as text, and the missing tokens become NaN in read_csv
+            return pd.read_csv(fh, sep=sep, encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
+    except UnicodeDecodeError:
+        raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{source}: no columns to read") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(f"{source}: malformed {formats.table_kind(sep)}: {formats.parser_message(e)}") from None
 
 
 # ---------------------------------------------------------------------- writing
@@ -208,3 +249,15 @@ def write_rows(path: str | Path, header: list[str], rows) -> None:
     w.writerow(header)
     w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def fingerprint(path: str | Path) -> dict:
+    """{"size": bytes, "sha256": hex digest} of a file, read in 1 MiB blocks: what a run
+    records of each data file, to tell later whether it is still the same data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"size": Path(path).stat().st_size, "sha256": h.hexdigest()}

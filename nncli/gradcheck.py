@@ -259,6 +259,6 @@ def _trained(run_dir):
 
     run = load_run(run_dir, require_complete=False)
     cfg, prep = run.config, run.prep
-    df, src = read_labelled_csv(cfg.data.train, "data.train", prep)
+    df, src = read_labelled_csv(cfg.data.train, "data.train", prep, cfg.data.sep)
     df, note = run.rows_of(df, "train", src)
     return cfg, run.model, prep.transform(df, src), prep.transform_targets(df, src), note

@@ -10,13 +10,14 @@ and :meth:`TrainingJob.finish` writes the weights, the metrics and, last, summar
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 
 from .config import Config
-from .data import Dataset, load_dataset
+from .data import Dataset, data_files, load_dataset
 from .errors import ConfigError, RunError
 from .losses import LOSSES
 from .model import MLP, load_weights
@@ -76,6 +77,19 @@ def prepare(cfg: Config) -> tuple[Dataset, MLP, np.random.Generator, Config]:
     return data, model, rng, resolved
 
 
+def divergence_hint(cfg: Config) -> str:
+    """What to try after a divergence: a lower learning rate, and the scalings that are off
+    (never one that is already on)."""
+    from .preprocess import target_scaling_can_apply
+
+    tries = ["a lower learning rate (train.lr)"]
+    if not cfg.data.standardize:
+        tries.append("standardised inputs (data.standardize: true)")
+    if target_scaling_can_apply(cfg) and not cfg.data.standardize_target:
+        tries.append("standardised targets (data.standardize_target: true)")
+    return "Try " + " or ".join(tries)
+
+
 class TrainingJob:
     def __init__(self, cfg: Config, runs_dir: Path | str = "runs"):
         self.data, self.model, self.rng, self.cfg = prepare(cfg)
@@ -83,8 +97,10 @@ class TrainingJob:
         self.run: Optional[RunDir] = None
         self.loss = LOSSES[self.cfg.loss]
         self.trainer = Trainer(self.model, self.loss, build_optimizer(self.cfg, self.model), self.cfg.task,
-                               self.data.train, self.data.val, self.rng, FitOptions.from_config(self.cfg.train))
+                               self.data.train, self.data.val, self.rng,
+                               replace(FitOptions.from_config(self.cfg.train), divergence_hint=divergence_hint(self.cfg)))
         self.warnings = self.cfg.warnings() + list(self.data.notes)
+        self.data_files = data_files(self.cfg)  # fingerprints of what was read, saved with the run
         self.created = ""
 
     @classmethod
@@ -97,7 +113,10 @@ class TrainingJob:
         if summary.get("status") == "completed":
             raise RunError(f"{rd.path}: this run already completed; nothing to resume")
         state = rd.read_checkpoint()
-        job = cls(rd.read_config(), rd.path.parent)
+        job = cls(_as_trained(rd.read_config(), rd), rd.path.parent)
+        changed = rd.data_changes(job.data_files)
+        if changed:  # the rest of the run would train on other data: no bit-identical resume
+            raise RunError(f"cannot resume: {changed[0]}; put the original file back")
         try:
             job.trainer.load_state(state)
         except (ValueError, KeyError, TypeError) as e:
@@ -126,6 +145,7 @@ class TrainingJob:
         self.run.write_config(self.cfg)
         self.run.write_preprocess(self.data.prep)
         self.run.write_splits(self.data.rows, self.data.n_rows)
+        self.run.write_data_files(self.data_files)
         self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return self.run.path
 
@@ -169,6 +189,8 @@ class TrainingJob:
         summary = {"status": res.status, "run_id": self.run.path.name, "name": cfg.name, "created": self.created,
                    "epochs_run": res.epochs_run, "epochs": cfg.train.epochs, "train_seconds": round(res.seconds, 6),
                    "seed": cfg.seed, "task": cfg.task.name}
+        if self.data.prep.loss_units:  # regression: the training loss below is on z-scored targets, or not
+            summary["loss_units"] = self.data.prep.loss_units
         if res.message:
             summary["message"] = res.message
         if res.best_epoch is not None:
@@ -178,6 +200,9 @@ class TrainingJob:
             if split is not None:
                 loss, metric = evaluate(self.model, split, self.loss, cfg.task)
                 summary[key] = {"loss": loss, m: metric, "rows": split.n}
+        if self.data.dropped_rows:  # rows without a target, or with a missing cell under data.missing: drop
+            summary["dropped_rows"] = dict(self.data.dropped_rows)
+        summary["warnings"] = list(self.warnings)  # the data's notes (near-unique columns, dropped rows, ...) and the config's
         summary["versions"] = versions()
         return summary
 
@@ -193,6 +218,19 @@ class TrainingJob:
             plots.render(plots.run_spec(self.run.path, self.cfg.name, history, self.model, prep, *points))
         except Exception as e:
             self.warnings.append(f"could not draw the pictures: {type(e).__name__}: {e}")
+
+
+def _as_trained(cfg: Config, rd: RunDir) -> Config:
+    """The config a run was trained with: one saved before data.standardize_target existed
+    (its config.yaml lacks the key) trained on unscaled targets, and resumes so."""
+    try:
+        saved = rd.read_config_raw().get("data") or {}
+    except ValueError:
+        return cfg
+    if isinstance(saved, dict) and "standardize_target" not in saved:
+        cfg = cfg.model_copy(deep=True)
+        cfg.data.standardize_target = False
+    return cfg
 
 
 def _summary_or_empty(rd: RunDir) -> dict:

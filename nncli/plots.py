@@ -60,7 +60,8 @@ def loss_plot(epochs, loss, val_loss, path: Path, title: str = "", units: str = 
 
 
 def can_draw_boundary(prep) -> bool:
-    return prep.task.is_classifier and len(prep.features) == 2 and not prep.categories
+    # two numeric inputs only (a missing indicator, data.missing_indicator, is a third)
+    return prep.task.is_classifier and len(prep.features) == 2 and not prep.categories and prep.n_inputs == 2
 
 
 def boundary_spec(model, prep, X_raw: np.ndarray, labels: np.ndarray) -> dict:
@@ -185,6 +186,6 @@ def draw_run(run_dir: Path) -> tuple[list[Path], list[str]]:
         df, source = read_train_csv(run.config, prep.str_columns())
         df, note = run.rows_of(df, "train", source)
         notes += [note] if note else []
-        X_raw = np.column_stack([df[f].to_numpy(dtype=np.float64) for f in prep.features])
+        X_raw = prep.encode(df, source)  # the two numeric columns, gaps imputed as in training (data.missing: impute)
         codes = prep.label_codes(df[prep.targets[0]], source)
     return render(run_spec(run.path, run.config.name, history, run.model, prep, X_raw, codes)), notes

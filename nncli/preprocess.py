@@ -2,9 +2,10 @@
 
 A :class:`Preprocessor` speaks scikit-learn's vocabulary:
 
-- :meth:`Preprocessor.fit` learns the layout (feature columns, the categories of text
-  columns, the class labels) from a DataFrame, and the standardisation statistics from the
-  training rows only;
+- :meth:`Preprocessor.fit` learns the layout (feature columns, which are text, the class
+  labels) from a DataFrame, and every statistic from the training rows only: the
+  categories of text columns, the imputation values and missing indicators
+  (data.missing: impute), the standardisation;
 - :meth:`Preprocessor.transform` turns a DataFrame into the network inputs X of shape
   (n_samples, n_inputs): numeric columns z-scored, text columns one-hot encoded with the
   training categories; :meth:`Preprocessor.transform_targets` gives Y;
@@ -13,7 +14,11 @@ A :class:`Preprocessor` speaks scikit-learn's vocabulary:
 - :meth:`Preprocessor.to_json` / :meth:`Preprocessor.from_json` save and rebuild it
   without pickles (preprocess.json, and x_mean/x_std/classes in model.npz).
 
-A missing or non-finite value in a used column is an error naming its row and column.
+Missing cells in feature columns are imputed (data.missing: impute) or one error listing
+every affected column with its count and first rows (rows without a target, and under
+data.missing: drop rows with a gap, are dropped before: nncli.data). An infinite value is an
+error naming its row and column; an unseen category an error, or all zeros
+(data.unknown_category: ignore).
 """
 
 from __future__ import annotations
@@ -31,9 +36,26 @@ MAX_CATEGORIES = 1000
 CHUNK = 8192  # rows per chunk when scaling large inputs: no full-size temporaries
 BOOL_WORDS = {"True": 1.0, "TRUE": 1.0, "true": 1.0, "False": 0.0, "FALSE": 0.0, "false": 0.0}
 NUMERIC_FIX = "fix the cell, or list the column in data.categorical to one-hot encode it"
+MISSING_FIX = ("set data.missing: drop to drop those rows, or data.missing: impute to fill them "
+               "(or leave a column out with data.exclude)")
+RUN_MISSING_FIX = ("this run was trained with data.missing: {missing}, which cannot fill them: fill the cells, "
+                   "or train again with data.missing: impute")
+UNKNOWN_FIX = ("; categories are learnt from the training rows only, and data.unknown_category: ignore "
+               "encodes an unseen one as all zeros")
 
 
 # ---------------------------------------------------------------------- one column
+
+
+def _at(i: int, row_offset) -> int:
+    """The 0-based file row of the i-th row of a frame: ``row_offset + i``, or ``row_offset[i]``
+    when ``row_offset`` is an array of file rows (a frame of some rows of a file)."""
+    return int(row_offset[i]) if isinstance(row_offset, np.ndarray) else i + row_offset
+
+
+def file_rows(df, row_offset=0) -> np.ndarray:
+    """The 0-based file row of every row of ``df`` (see :func:`_at`)."""
+    return np.asarray(row_offset, np.int64) if isinstance(row_offset, np.ndarray) else np.arange(len(df)) + row_offset
 
 
 def numeric_column(s, source: str, column: str, row_offset: int = 0, fix: str = NUMERIC_FIX) -> np.ndarray:
@@ -49,14 +71,14 @@ def numeric_column(s, source: str, column: str, row_offset: int = 0, fix: str = 
         bad = num.isna() & s.notna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{cell(source, i + row_offset, column)}: {s.iloc[i]!r} is not a number ({fix})")
+            raise DataError(f"{cell(source, _at(i, row_offset), column)}: {s.iloc[i]!r} is not a number ({fix})")
         s = num
     v = s.to_numpy(dtype=np.float64, na_value=np.nan)
     ok = np.isfinite(v)
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
         what = "missing value" if np.isnan(v[i]) else f"infinite value {v[i]}"
-        raise DataError(f"{cell(source, i + row_offset, column)}: {what}; fill or drop the row")
+        raise DataError(f"{cell(source, _at(i, row_offset), column)}: {what}; fill or drop the row")
     return v
 
 
@@ -65,8 +87,21 @@ def text_column(s, source: str, column: str, row_offset: int = 0) -> np.ndarray:
     miss = s.isna().to_numpy()
     if miss.any():
         i = int(np.flatnonzero(miss)[0])
-        raise DataError(f"{cell(source, i + row_offset, column)}: missing value; fill or drop the row")
+        raise DataError(f"{cell(source, _at(i, row_offset), column)}: missing value; fill or drop the row")
     return s.astype(str).to_numpy(dtype=object)
+
+
+def missing_message(source: str, gaps: dict, rows: np.ndarray, fix: str) -> str:
+    """One line naming every column with missing cells: its count and first rows (from 1)."""
+    parts = []
+    for f, m in gaps.items():
+        at = rows[np.flatnonzero(m)]
+        more = ", ..." if len(at) > 5 else ""
+        rows_, lines = (", ".join(str(int(r) + k) for r in at[:5]) + more for k in (1, 2))
+        s_ = "s" if len(at) > 1 else ""
+        parts.append(f"'{f}' {len(at)} cell{s_}: row{s_} {rows_} (line{s_} {lines})")
+    n = len(parts)
+    return f"{source}: missing values in {n} used column{'s' if n > 1 else ''}: {'; '.join(parts)}; {fix}"
 
 
 def looks_numeric(s) -> bool:
@@ -86,14 +121,16 @@ def sort_labels(labels) -> list[str]:
         return sorted(labels)
 
 
-def codes_of(values: np.ndarray, known: list[str], what: str, source: str, column: str, row_offset: int = 0) -> np.ndarray:
-    """The position of every value in ``known``; a value not there is an error naming its row."""
+def codes_of(values: np.ndarray, known: list[str], what: str, source: str, column: str, row_offset: int = 0,
+             unknown: str = "error", fix: str = "") -> np.ndarray:
+    """The position of every value in ``known``; a value not there is an error naming its row,
+    or code -1 with ``unknown="ignore"``."""
     index = {c: k for k, c in enumerate(known)}
     codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
-    if (codes < 0).any():
+    if unknown != "ignore" and (codes < 0).any():
         i = int(np.flatnonzero(codes < 0)[0])
         shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
-        raise DataError(f"{cell(source, i + row_offset, column)}: {what} {values[i]!r} was not seen in training ({shown})")
+        raise DataError(f"{cell(source, _at(i, row_offset), column)}: {what} {values[i]!r} was not seen in training ({shown}){fix}")
     return codes
 
 
@@ -169,6 +206,16 @@ class Preprocessor:
     x_mean: np.ndarray = field(repr=False)
     x_std: np.ndarray = field(repr=False)
     standardize: bool = True
+    # regression targets z-scored for training (data.standardize_target); None: unscaled
+    y_mean: Optional[np.ndarray] = field(default=None, repr=False)
+    y_std: Optional[np.ndarray] = field(default=None, repr=False)
+    # missing cells and unseen categories (data.missing, data.impute, data.missing_indicator,
+    # data.unknown_category, data.na_values); the defaults are how runs saved before them behave
+    missing: str = "error"
+    impute_values: dict = field(default_factory=dict)  # feature -> fill value (a number, or a category)
+    indicators: list = field(default_factory=list)  # numeric features with a 0/1 "<f> (missing)" input, last
+    unknown_category: str = "error"
+    na_values: list = field(default_factory=list)  # cell texts that mean missing besides csvio.MISSING
 
     # -------------------------------------------------------------- shape
     @property
@@ -176,7 +223,7 @@ class Preprocessor:
         names = []
         for f in self.features:
             names += [f"{f}={c}" for c in self.categories[f]] if f in self.categories else [f]
-        return names
+        return names + [f"{f} (missing)" for f in self.indicators]
 
     @property
     def n_inputs(self) -> int:
@@ -189,7 +236,7 @@ class Preprocessor:
     def numeric_mask(self) -> np.ndarray:
         """For each network input: True if it is a numeric column, False if a one-hot entry."""
         return np.concatenate([np.zeros(len(self.categories[f]), bool) if f in self.categories else np.ones(1, bool)
-                               for f in self.features])
+                               for f in self.features] + [np.zeros(len(self.indicators), bool)])
 
     def positions(self) -> dict[str, int]:
         """The first network input of every feature (a one-hot block takes one per category)."""
@@ -209,22 +256,42 @@ class Preprocessor:
     # -------------------------------------------------------------- fitting
     @classmethod
     def fit(cls, df, data_cfg, task: Task, source: str, rows=None) -> "Preprocessor":
-        """Learn the layout from every row of ``df`` (categories, labels), and the
-        standardisation from ``rows`` (the training split; default all)."""
+        """Learn the layout (feature columns, which are text) and the label set from ``df``, and
+        every statistic from ``rows`` (the training split; default all): the categories of
+        text columns, the imputation values, which columns get a missing indicator, and the
+        standardisation."""
         return cls.fit_encode(df, data_cfg, task, source, rows)[0]
 
     @classmethod
-    def fit_encode(cls, df, data_cfg, task: Task, source: str, rows=None) -> tuple["Preprocessor", np.ndarray]:
-        """:meth:`fit`, and the encoded inputs of every row of ``df`` before scaling (computed once)."""
-        features = _choose_features(df, data_cfg, source)
-        categories = {}
-        for f in features:
-            if _is_text(df[f], f in data_cfg.categorical):
-                categories[f] = _categories(df[f], f in data_cfg.categorical, source, f)
-        classes = _fit_classes(df, data_cfg.targets, task, source)
-        prep = cls(features, categories, data_cfg.targets, task, classes, np.zeros(0), np.ones(0), data_cfg.standardize)
-        X = prep.encode(df, source)
-        prep.fit_scaler(X, source, np.arange(len(df)) if rows is None else np.asarray(rows))
+    def fit_encode(cls, df, data_cfg, task: Task, source: str, rows=None, use=None,
+                   counts: Optional[dict] = None) -> tuple["Preprocessor", np.ndarray]:
+        """:meth:`fit`, and the encoded inputs before scaling (computed once) of the rows ``use``
+        of ``df`` (default every row; any other row of the result stays zero). ``counts``
+        collects {column: rows} with a category unseen in ``rows`` (data.unknown_category: ignore)."""
+        d, n = data_cfg, len(df)
+        rows = np.arange(n) if rows is None else np.asarray(rows)
+        features = _choose_features(df, d, source)
+        text = [f for f in features if _is_text_feature(df[f], f in d.categorical, source, f)]
+        prep = cls(features, {}, d.targets, task, None, np.zeros(0), np.ones(0), d.standardize,
+                   missing=d.missing, unknown_category=d.unknown_category, na_values=list(d.na_values))
+        if d.missing == "impute":  # fill values from the training rows, as SimpleImputer
+            prep.impute_values = {f: _fill_value(df[f].iloc[rows], f in text, d.impute, source, f, rows) for f in features}
+            if d.missing_indicator:
+                prep.indicators = [f for f in features if f not in text and bool(df[f].iloc[rows].isna().any())]
+        for f in text:  # the categories of the training rows (after imputation), as OneHotEncoder
+            s = df[f].iloc[rows]
+            if f in prep.impute_values:
+                s = s.fillna(prep.impute_values[f])
+            prep.categories[f] = _categories(s.dropna(), source, f)
+        labelled = df[d.targets].notna().all(axis=1).to_numpy()  # rows with a target (others are dropped)
+        prep.classes = _fit_classes(df[d.targets][labelled], d.targets, task, source, np.flatnonzero(labelled))
+        if use is None:
+            X = prep.encode(df, source, counts=counts)
+        else:
+            use = np.asarray(use)
+            X = np.zeros((n, prep.n_inputs))
+            X[use] = prep.encode(df.iloc[use], source, row_offset=use, counts=counts)
+        prep.fit_scaler(X, source, rows)
         return prep, X
 
     def fit_scaler(self, X: np.ndarray, source: str, rows: np.ndarray) -> None:
@@ -250,18 +317,27 @@ class Preprocessor:
         self.x_mean, self.x_std = mean, std
 
     # -------------------------------------------------------------- transforming
-    def transform(self, df, source: str, dtype=np.float64, row_offset: int = 0) -> np.ndarray:
-        """The network inputs X of shape (n_samples, n_inputs), standardised, in ``dtype``."""
-        return self.scale(self.encode(df, source, row_offset), source, dtype, row_offset)
+    def transform(self, df, source: str, dtype=np.float64, row_offset: int = 0, counts: Optional[dict] = None,
+                  fix: str = "") -> np.ndarray:
+        """The network inputs X of shape (n_samples, n_inputs), standardised, in ``dtype``.
+        ``row_offset``: the file row of the first row, or an array of the file row of each;
+        ``counts`` and ``fix``: see :meth:`encode`."""
+        return self.scale(self.encode(df, source, row_offset, counts, fix), source, dtype, row_offset)
 
-    def encode(self, df, source: str, row_offset: int = 0) -> np.ndarray:
+    def encode(self, df, source: str, row_offset: int = 0, counts: Optional[dict] = None, fix: str = "") -> np.ndarray:
         """float64 inputs before standardisation: numeric columns as they are, one-hot blocks
-        for categorical ones, in feature order."""
+        for categorical ones, in feature order, then the missing indicators.
+
+        Missing cells are imputed (data.missing: impute) or one DataError listing every
+        affected column (ending with ``fix``, default: the data.missing options). An unseen
+        category is an error, or (data.unknown_category: ignore) all zeros, counted per
+        column in ``counts``."""
         import pandas as pd
 
         missing = [f for f in self.features if f not in df.columns]
         if missing:
             raise DataError(missing_columns_message(source, missing, list(df.columns)))
+        df, gaps = self.fill_missing(df, source, row_offset, fix)
         numeric = [f for f in self.features if f not in self.categories]
         # clean numeric columns in one block (the common, large case); anything else column by column
         fast = [f for f in numeric if pd.api.types.is_numeric_dtype(df[f]) and not pd.api.types.is_bool_dtype(df[f])]
@@ -278,9 +354,43 @@ class Preprocessor:
             if f not in fast:
                 X[:, positions[f]] = numeric_column(df[f], source, f, row_offset)
         for f, cats in self.categories.items():
-            codes = codes_of(text_column(df[f], source, f, row_offset), cats, "category", source, f, row_offset)
-            X[np.arange(len(df)), positions[f] + codes] = 1
+            codes = codes_of(text_column(df[f], source, f, row_offset), cats, "category", source, f, row_offset,
+                             self.unknown_category, UNKNOWN_FIX)
+            known = codes >= 0
+            if known.all():
+                X[np.arange(len(df)), positions[f] + codes] = 1
+            else:  # data.unknown_category: ignore: an unseen category is all zeros
+                X[np.flatnonzero(known), positions[f] + codes[known]] = 1
+                if counts is not None:
+                    counts[f] = counts.get(f, 0) + int((~known).sum())
+        first = self.n_inputs - len(self.indicators)
+        for k, f in enumerate(self.indicators):
+            if f in gaps:
+                X[:, first + k] = gaps[f]
         return X
+
+    def fill_missing(self, df, source: str, row_offset=0, fix: str = ""):
+        """(``df`` with the missing cells of the features filled, {feature: its missing mask} of
+        the features with missing cells). Without imputation a missing cell is a DataError
+        listing every affected column with its count and first rows."""
+        import pandas as pd
+
+        gaps = {}
+        for f in self.features:
+            m = df[f].isna()
+            if m.any():
+                gaps[f] = m.to_numpy()
+        if not gaps:
+            return df, gaps
+        if self.missing != "impute" or any(f not in self.impute_values for f in gaps):
+            raise DataError(missing_message(source, gaps, file_rows(df, row_offset), fix or MISSING_FIX))
+        df = df.copy(deep=False)
+        for f in gaps:
+            v = self.impute_values[f]
+            if f not in self.categories and not pd.api.types.is_numeric_dtype(df[f]):
+                v = repr(float(v))  # a number in a text column of numbers: read back exactly
+            df[f] = df[f].fillna(v)
+        return df, gaps
 
     def scale(self, X: np.ndarray, source: str, dtype=np.float64, row_offset: int = 0, rows=None) -> np.ndarray:
         """(X[rows] - x_mean) / x_std computed in float64 and stored in ``dtype``, in row chunks
@@ -302,7 +412,7 @@ class Preprocessor:
         each_chunk(chunk, len(rows))
         if not np.isfinite(out).all():
             i, k = map(int, np.argwhere(~np.isfinite(out))[0])
-            raise DataError(f"{cell(source, int(rows[i]) + row_offset, self.input_names[k])}: value out of range for {np.dtype(dtype).name}")
+            raise DataError(f"{cell(source, _at(int(rows[i]), row_offset), self.input_names[k])}: value out of range for {np.dtype(dtype).name}")
         return out
 
     def transform_targets(self, df, source: str, dtype=np.float64, row_offset: int = 0) -> np.ndarray:
@@ -312,15 +422,73 @@ class Preprocessor:
             raise DataError(missing_columns_message(source, missing, list(df.columns)))
         if self.task.is_classifier:
             return self.task.encode(self.label_codes(df[self.targets[0]], source, row_offset), len(self.classes), dtype)
-        Y = np.empty((len(df), len(self.targets)), dtype=dtype)
+        # regression: the values (z-scored with the training statistics when the run scales
+        # its targets), computed in float64 and rounded once into ``dtype``
+        V = self.target_values(df, source, row_offset)
+        if self.scales_targets:
+            V = (V - self.y_mean) / self.y_std
+        Y = np.empty(V.shape, dtype=dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Y[...] = V
         for k, t in enumerate(self.targets):
-            with np.errstate(over="ignore"):
-                Y[:, k] = numeric_column(df[t], source, t, row_offset)
             bad = ~np.isfinite(Y[:, k])
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise DataError(f"{cell(source, i + row_offset, t)}: target value out of range for {np.dtype(dtype).name}; rescale the column")
+                raise DataError(f"{cell(source, _at(i, row_offset), t)}: target value out of range for {np.dtype(dtype).name}; rescale the column")
         return Y
+
+    def target_values(self, df, source: str, row_offset: int = 0) -> np.ndarray:
+        """Regression targets (n_samples, n_targets) in their own units, float64, unscaled;
+        a missing or non-numeric cell is an error naming its row and column."""
+        missing = [t for t in self.targets if t not in df.columns]
+        if missing:
+            raise DataError(missing_columns_message(source, missing, list(df.columns)))
+        V = np.empty((len(df), len(self.targets)), dtype=np.float64)
+        for k, t in enumerate(self.targets):
+            V[:, k] = numeric_column(df[t], source, t, row_offset)
+        return V
+
+    # -------------------------------------------------------------- target scaling
+    @property
+    def scales_targets(self) -> bool:
+        """Whether the network's outputs are z-scored targets (data.standardize_target)."""
+        return self.y_mean is not None
+
+    @property
+    def loss_units(self) -> Optional[str]:
+        """What the training loss of a regression run is measured in (None for classifiers)."""
+        if self.task.is_classifier:
+            return None
+        return "standardized targets" if self.scales_targets else "original units"
+
+    def fit_target_scaler(self, df, source: str, rows=None, row_offset=0) -> None:
+        """y_mean and y_std (population std, as StandardScaler; a constant target divides by
+        1) of the regression targets of ``rows`` of ``df`` (the training split; default all).
+        ``row_offset``: the file rows of ``df``'s rows, for messages (see :func:`_at`)."""
+        if self.task.is_classifier:
+            return
+        rows = np.arange(len(df)) if rows is None else np.asarray(rows)
+        if len(rows) == 0:
+            return
+        V = self.target_values(df.iloc[rows], source, file_rows(df, row_offset)[rows])
+        with np.errstate(all="ignore"):
+            m = V.mean(axis=0)
+            sd = np.sqrt(((V - m) ** 2).mean(axis=0))
+        for k, t in enumerate(self.targets):
+            if not (np.isfinite(m[k]) and np.isfinite(sd[k])):
+                i = int(np.argmax(np.abs(V[:, k])))
+                raise DataError(f"{cell(source, _at(int(rows[i]), row_offset), t)}: target value {V[i, k]} is too large "
+                                "to standardise; rescale the column")
+        # a target indistinguishable from a constant (its variance within the rounding error of
+        # the two-pass computation, scikit-learn's test) is divided by 1, as StandardScaler does
+        n, eps = len(rows), np.finfo(np.float64).eps
+        constant = sd**2 <= n * eps * sd**2 + (n * m * eps) ** 2
+        self.y_mean, self.y_std = m, np.where(constant, 1.0, sd)
+
+    def unscale_targets(self, A: np.ndarray) -> np.ndarray:
+        """Regression outputs (or encoded targets) back in the targets' own units, float64."""
+        A = np.asarray(A, dtype=np.float64)
+        return A * self.y_std + self.y_mean if self.scales_targets else A
 
     def label_codes(self, s, source: str, row_offset: int = 0) -> np.ndarray:
         """The class code of every label in the target column ``s``."""
@@ -330,7 +498,8 @@ class Preprocessor:
     def inverse_transform(self, A: np.ndarray):
         """Predictions from network outputs A: (labels or values, class probabilities or None)."""
         if not self.task.is_classifier:
-            return A, None
+            # values in the targets' own units (the network predicts z-scores when the run scales them)
+            return (self.unscale_targets(A) if self.scales_targets else A), None
         # the task's decision (y_hat >= 1/2 is class 1 for binary), as eval and training count it
         return np.asarray(self.classes, dtype=object)[self.task.predicted_codes(A)], self.task.probabilities(A)
 
@@ -341,13 +510,30 @@ class Preprocessor:
     # -------------------------------------------------------------- persistence
     def to_json(self) -> dict:
         return {"features": self.features, "categories": self.categories, "targets": self.targets,
-                "task": self.task.name, "classes": self.classes, "input_names": self.input_names}
+                "task": self.task.name, "classes": self.classes, "input_names": self.input_names,
+                **self._target_scaling_json(), **self._missing_json()}
+
+    def _missing_json(self) -> dict:
+        """How missing cells and unseen categories are handled, and the values fitted for it."""
+        return {"missing": self.missing, "impute_values": self.impute_values, "missing_indicators": self.indicators,
+                "unknown_category": self.unknown_category, "na_values": self.na_values}
+
+    def _target_scaling_json(self) -> dict:
+        """{"target_scaling": {target: {"mean", "std"}} or None} for regression; {} for classifiers."""
+        if self.task.is_classifier:
+            return {}
+        if not self.scales_targets:
+            return {"target_scaling": None}
+        return {"target_scaling": {t: {"mean": float(self.y_mean[k]), "std": float(self.y_std[k])}
+                                   for k, t in enumerate(self.targets)}}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The numbers saved in model.npz: x_mean, x_std and the class labels."""
         out = {"x_mean": self.x_mean, "x_std": self.x_std}
         if self.classes is not None:
             out["classes"] = np.asarray(self.classes, dtype=str)
+        if self.scales_targets:
+            out["y_mean"], out["y_std"] = self.y_mean, self.y_std
         return out
 
     @classmethod
@@ -360,11 +546,13 @@ class Preprocessor:
             list(meta["features"]), {k: list(v) for k, v in meta["categories"].items()}, list(meta["targets"]),
             TASKS[meta["task"]], list(classes) if classes is not None else None,
             np.asarray(arrays["x_mean"], dtype=np.float64), np.asarray(arrays["x_std"], dtype=np.float64),
+            **_missing_of(meta),
         )
         if len(prep.x_mean) != len(prep.input_names) or prep.x_std.shape != prep.x_mean.shape:
             raise ValueError("x_mean/x_std do not match the feature layout")
         if "classes" in arrays and classes is not None and [str(c) for c in arrays["classes"]] != prep.classes:
             raise ValueError("classes in model.npz and preprocess.json disagree")
+        prep.y_mean, prep.y_std = _target_scaling_of(meta, arrays, prep.targets)
         return prep
 
 
@@ -404,35 +592,132 @@ def _is_text(s, declared: bool) -> bool:
     return declared or not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
 
 
-def _categories(s, declared: bool, source: str, column: str) -> list[str]:
-    """The sorted categories of a text column; a mostly numeric column with a typo is an error."""
-    if not declared and looks_numeric(s):
-        numeric_column(s, source, column)  # raises, naming the first non-numeric cell
-    cats = sort_labels(set(text_column(s, source, column)))
+def _is_text_feature(s, declared: bool, source: str, column: str) -> bool:
+    """Whether a feature column is one-hot encoded: declared in data.categorical, or text.
+    A text column whose filled cells are numbers (a numeric column with missing cells) is
+    numeric; a mostly numeric one with a typo is an error naming the first bad cell."""
+    if not _is_text(s, declared):
+        return False
+    if declared or not looks_numeric(s):
+        return True
+    filled = s.notna().to_numpy()
+    numeric_column(s[filled], source, column, row_offset=np.flatnonzero(filled))  # raises on a typo
+    return False
+
+
+def _fill_value(s, text: bool, how, source: str, column: str, rows: np.ndarray):
+    """The imputation value of a column from its training rows ``s`` (file rows ``rows``), as
+    SimpleImputer: median, mean or 0 (numeric); the most frequent value (ties: the smallest)
+    or the category 'missing' (text)."""
+    filled = s.notna().to_numpy()
+    if text and how.categorical == "missing":
+        return "missing"
+    if not text and how.numeric == "zero":
+        return 0.0
+    if not filled.any():
+        raise DataError(f"{source}: column '{column}' has no values in the training rows to impute from; "
+                        "leave it out with data.exclude")
+    if text:
+        counts = s[filled].astype(str).value_counts()
+        return min(counts.index[counts.to_numpy() == counts.max()])
+    v = numeric_column(s[filled], source, column, row_offset=rows[filled])
+    return float(np.median(v)) if how.numeric == "median" else float(np.mean(v))
+
+
+def _missing_of(meta: dict) -> dict:
+    """The missing-value fields of preprocess.json; a run saved before them gets the defaults."""
+    out = {"missing": str(meta.get("missing", "error")), "impute_values": dict(meta.get("impute_values") or {}),
+           "indicators": list(meta.get("missing_indicators") or []),
+           "unknown_category": str(meta.get("unknown_category", "error")), "na_values": [str(v) for v in meta.get("na_values") or []]}
+    features, categories = list(meta["features"]), meta["categories"]
+    if out["missing"] not in ("error", "drop", "impute") or out["unknown_category"] not in ("error", "ignore"):
+        raise ValueError("unknown data.missing or data.unknown_category in preprocess.json")
+    if any(f not in features for f in out["impute_values"]) or any(f not in features or f in categories for f in out["indicators"]):
+        raise ValueError("impute_values/missing_indicators name columns that are not features")
+    for f, v in out["impute_values"].items():
+        if f in categories:
+            out["impute_values"][f] = str(v)
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise ValueError(f"impute value of '{f}' is not a finite number")
+        else:
+            out["impute_values"][f] = float(v)
+    return out
+
+
+def _categories(s, source: str, column: str, row_offset=0) -> list[str]:
+    """The sorted categories of a text column (its filled cells)."""
+    cats = sort_labels(set(text_column(s, source, column, row_offset)))
     if len(cats) > MAX_CATEGORIES:
         raise DataError(f"{source}: column '{column}' has {len(cats)} distinct text values; it looks like an "
                         "identifier or free text. Leave it out with data.exclude")
     return cats
 
 
-def _fit_classes(df, targets: list[str], task: Task, source: str) -> Optional[list[str]]:
-    """The sorted class labels of a classifier's target column (None for regression)."""
+def _fit_classes(df, targets: list[str], task: Task, source: str, row_offset=0) -> Optional[list[str]]:
+    """The sorted class labels of a classifier's target column (None for regression). A
+    target that does not fit the loss is an error naming the loss that fits it."""
     if not task.is_classifier:
         for t in targets:
-            numeric_column(df[t], source, t, fix="loss mse needs numeric targets; for class labels use loss bce or cross_entropy")
+            s = df[t]
+            if _is_text(s, False) and not looks_numeric(s):  # class labels: say which classifier loss
+                n = len(set(s.dropna().astype(str)))
+                raise DataError(f"{source}: target column '{t}' holds text labels ({n} distinct), not numbers; "
+                                f"loss mse is for numeric targets: use loss: {'bce' if n == 2 else 'cross_entropy'}")
+            numeric_column(s, source, t, row_offset, fix="loss mse needs numeric targets")
         return None
     t = targets[0]
-    classes = sort_labels(set(text_column(df[t], source, t)))
+    classes = sort_labels(set(text_column(df[t], source, t, row_offset)))
     shown = f"{', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}"
     if len(classes) < 2:
         raise DataError(f"{source}: target column '{t}' has only one class ({classes[0]!r}); a classifier needs at least two")
-    if task.max_classes is not None and len(classes) > task.max_classes:
-        raise DataError(f"{source}: target column '{t}' has {len(classes)} classes ({shown}); loss bce needs exactly two: use loss: cross_entropy")
     try:
         nums = np.array([float(c) for c in classes])
     except ValueError:
-        return classes  # text labels
-    odd = [c for c, v in zip(classes, nums) if not np.isfinite(v) or v != round(v)]
-    if odd:
-        raise DataError(f"{source}: target column '{t}' looks continuous ({len(classes)} distinct values such as {odd[0]!r}): use loss: mse?")
+        nums = None  # text labels
+    odd = [] if nums is None else [c for c, v in zip(classes, nums) if not np.isfinite(v) or v != round(v)]
+    if odd:  # checked first: a continuous target needs mse, whatever the number of values
+        raise DataError(f"{source}: target column '{t}' looks continuous ({len(classes)} distinct values such as {odd[0]!r}): use loss: mse")
+    if task.max_classes is not None and len(classes) > task.max_classes:
+        raise DataError(f"{source}: target column '{t}' has {len(classes)} classes ({shown}); loss bce needs exactly two: use loss: cross_entropy")
     return classes
+
+
+# ---------------------------------------------------------------------- target scaling
+
+
+def target_scaling_can_apply(cfg) -> bool:
+    """Loss mse with the identity output: where data.standardize_target takes effect.
+
+    Classification losses ignore the key (their targets are labels); so does a bounded or
+    one-sided output activation (sigmoid, tanh, relu, ...), whose range z-scores would not
+    fit, and any other regression loss (a registered one such as Huber's has thresholds in
+    the targets' units, which scaling would change).
+    """
+    return cfg.loss == "mse" and cfg.output == "identity"
+
+
+def target_scaling_applies(cfg) -> bool:
+    """data.standardize_target is on and takes effect (:func:`target_scaling_can_apply`)."""
+    return bool(cfg.data.standardize_target) and target_scaling_can_apply(cfg)
+
+
+def _target_scaling_of(meta: dict, arrays, targets: list[str]):
+    """(y_mean, y_std) saved with a run, or (None, None) for an unscaled one (runs saved before
+    target scaling included). preprocess.json and model.npz must agree where both have them."""
+    saved = meta.get("target_scaling")
+    from_json = None
+    if saved is not None:
+        if not isinstance(saved, dict) or list(saved) != list(targets):
+            raise ValueError("target_scaling in preprocess.json does not name the target columns")
+        from_json = (np.array([float(saved[t]["mean"]) for t in targets]), np.array([float(saved[t]["std"]) for t in targets]))
+    from_npz = None
+    if "y_mean" in arrays or "y_std" in arrays:
+        from_npz = (np.asarray(arrays["y_mean"], np.float64).reshape(-1), np.asarray(arrays["y_std"], np.float64).reshape(-1))
+    if from_json is not None and from_npz is not None and not all(np.array_equal(a, b) for a, b in zip(from_json, from_npz)):
+        raise ValueError("y_mean/y_std in model.npz and target_scaling in preprocess.json disagree")
+    m, sd = from_json if from_json is not None else from_npz if from_npz is not None else (None, None)
+    if m is None:
+        return None, None
+    if m.shape != (len(targets),) or sd.shape != m.shape or not (np.isfinite(m).all() and np.isfinite(sd).all() and (sd > 0).all()):
+        raise ValueError("y_mean/y_std do not match the target columns")
+    return m, sd

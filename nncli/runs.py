@@ -35,6 +35,7 @@ from .errors import ConfigError, RunError
 CONFIG, PREPROCESS, SPLITS, METRICS = "config.yaml", "preprocess.json", "splits.npz", "metrics.csv"
 MODEL, CHECKPOINT, SUMMARY = "model.npz", "checkpoint.npz", "summary.json"
 SPLIT_NAMES = ("train", "val", "test")
+DATA_FILES = "data_files.json"
 SWEEP_FILE = "sweep.yaml"  # marks a sweep directory (its runs inside) among the run directories
 
 
@@ -138,7 +139,7 @@ class RunDir:
         try:
             W, b = load_weights(self / MODEL, sizes, what="model")
             with np.load(self / MODEL, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ("x_mean", "x_std", "classes") if k in z.files}
+                arrays = {k: z[k] for k in ("x_mean", "x_std", "classes", "y_mean", "y_std") if k in z.files}
             prep = Preprocessor.from_json(meta, arrays)
         except ConfigError as e:
             raise RunError(str(e)) from None
@@ -169,6 +170,27 @@ class RunDir:
             v = out.get(k)
             if v is not None and (v.ndim != 1 or v.dtype.kind not in "iu" or (len(v) and (v.min() < 0 or v.max() >= out["n_rows"]))):
                 raise RunError(f"{self / SPLITS}: '{k}' is not a list of row numbers below {out['n_rows']}")
+        return out
+
+    # -------------------------------------------------------------- data_files.json
+    def write_data_files(self, files: dict[str, dict]) -> None:
+        """The fingerprint of each data file the run read: {"data.train": {"path", "size", "sha256"}, ...}."""
+        write_json(self / DATA_FILES, files)
+
+    def read_data_files(self) -> Optional[dict]:
+        """The saved fingerprints, or None for a run saved before they were kept."""
+        return self._read_json(DATA_FILES, required=False)
+
+    def data_changes(self, current: dict[str, dict]) -> list[str]:
+        """One line per data file whose fingerprint differs from the one saved with the run
+        (a run without saved fingerprints has none)."""
+        saved = self.read_data_files() or {}
+        out = []
+        for key, now in current.items():
+            then = saved.get(key)
+            if isinstance(then, dict) and (then.get("size"), then.get("sha256")) != (now["size"], now["sha256"]):
+                out.append(f"{key} {now['path']} is not the file run {self.path.name} was trained on "
+                           f"({then.get('size')} bytes then, {now['size']} now; the SHA-256 differs)")
         return out
 
     # -------------------------------------------------------------- metrics.csv

@@ -67,6 +67,8 @@ class FitOptions:
     shuffle: bool = True
     l2: float = 0.0
     early_stopping: Optional[EarlyStopping] = None
+    # what a diverged run's message suggests (nncli.job.divergence_hint: only settings that are off)
+    divergence_hint: str = "Try a lower learning rate (train.lr)"
 
     @classmethod
     def from_config(cls, t) -> "FitOptions":
@@ -255,8 +257,7 @@ class Trainer:
     def _diverged(self, snapshot: np.ndarray, why: str) -> None:
         if not np.isfinite(self.model.flat).all():
             np.copyto(self.model.flat, snapshot)
-        self._stop("diverged", f"training diverged: {why}. The last finite weights were kept. "
-                   "Try a lower learning rate (train.lr) or standardised inputs (data.standardize: true)")
+        self._stop("diverged", f"training diverged: {why}. The last finite weights were kept. {self.options.divergence_hint}")
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, np.ndarray]:

@@ -184,7 +184,8 @@ def summary_table(summary: dict, run_dir: str, losses=()) -> None:
     lines = [f"run {run_dir}: {status} after {summary.get('epochs_run')} epochs in {_elapsed(summary.get('train_seconds', 0.0))}"]
     spark = sparkline(losses)
     if spark:
-        lines.append(f"  loss {spark}  {_fmt(losses[0])} -> {_fmt(losses[-1])}")
+        units = " (on standardized targets)" if summary.get("loss_units") == "standardized targets" else ""
+        lines.append(f"  loss {spark}  {_fmt(losses[0])} -> {_fmt(losses[-1])}{units}")
     for key, label in (("metrics", "train"), ("val_metrics", "val")):
         m = summary.get(key)
         if m:
@@ -257,7 +258,8 @@ def eval_report(report: dict, saved: str) -> None:
             c.add_row(label, *[f"[bold]{v}[/]" if i == j else str(v) for j, v in enumerate(row)])
         out.print(c)
     else:
-        out.print(f"loss ({report['loss_name']}) {_fmt(report['loss'])}")
+        units = f", in {report['loss_units']}" if report.get("loss_units") else ""
+        out.print(f"loss ({report['loss_name']}{units}) {_fmt(report['loss'])}")
         t = _score_table("target", "MSE", "RMSE", "MAE", "R²")
         for name, m in report["targets"].items():
             t.add_row(name, _fmt(m["mse"]), _fmt(m["rmse"]), _fmt(m["mae"]), _fmt(m["r2"]))

@@ -111,7 +111,8 @@ FILE_ERROR_CASES = {
     "missing_target": (csv_bytes(GOOD_ROWS, ("x", "c", "lbl")), ["data.csv", "'label'"]),
     "latin1": ("x,c,label\n0.5,café,yes\n-1.0,thé,no\n".encode("latin-1"), ["data.csv", "UTF-8"]),
     "ragged_long": (b"x,c,label\n0.5,p,yes\n-1.0,q,no,extra\n1.5,p,yes\n", ["data.csv", "line 3"]),
-    "ragged_short": (b"x,c,label\n0.5,p,yes\n-1.0,q,no\n1.5,p\n-2.0,q,no\n", ["data.csv", "row 3", "label"]),
+    # a short row's absent cells are missing cells (a missing target drops the row, issue 13): here a feature's
+    "ragged_short": (b"label,x,c\nyes,0.5,p\nno,-1.0,q\nyes,1.5\nno,-2.0,q\n", ["data.csv", "row 3", "'c'"]),
 }
 # these go through real processes (exit status and stderr as a shell sees them); the others in-process
 SUBPROCESS_CASES = ("missing_file", "latin1")
@@ -323,7 +324,7 @@ def test_predict_error_in_a_late_chunk_keeps_old_output_and_leaves_no_temp(cat_r
     out = out_dir / "pred.csv"
     out.write_text("id,prediction\n1,keep me\n", encoding="utf-8")
 
-    real, seen = nncli.inference.atomic_file, {}
+    real, seen = nncli.csvio.atomic_file, {}  # predict -o writes through it (nncli.formats.table_writer)
 
     @contextmanager
     def watching(path, mode="wb", **kw):  # notes how much reached the temporary file before the error
@@ -335,7 +336,7 @@ def test_predict_error_in_a_late_chunk_keeps_old_output_and_leaves_no_temp(cat_r
                 seen["tmp"], seen["size"] = Path(fh.name), os.path.getsize(fh.name)
                 raise
 
-    monkeypatch.setattr(nncli.inference, "atomic_file", watching)
+    monkeypatch.setattr(nncli.csvio, "atomic_file", watching)
     with pytest.raises(DataError) as e:
         nncli.inference.predict(load_run(run_dir), str(src), str(out), chunk_rows=7)
     msg = str(e.value)

@@ -462,10 +462,16 @@ def test_regression_one_and_two_targets(W):
     assert list(p2.columns) == ["x1", "x2", "g", "y1", "y2", "prediction_y1", "prediction_y2"]
     for col in ("x1", "x2", "g", "y1"):
         assert p1[col].tolist() == [r[col] for r in W["reg_new"]]
-    # predictions are the identity output of the saved network
-    np.testing.assert_allclose(p1["prediction"].astype(float), my_forward(runs["reg1"], p1)[:, 0], rtol=1e-6, atol=1e-9)
+    # predictions are the identity output of the saved network, in the targets' own units: the
+    # network predicts z-scores (data.standardize_target), unscaled with model.npz's y_mean/y_std
+    def unscaled(run, A):
+        z = npz_arrays(run / "model.npz")
+        return A * z["y_std"].astype(np.float64) + z["y_mean"].astype(np.float64)
+
+    np.testing.assert_allclose(p1["prediction"].astype(float), unscaled(runs["reg1"], my_forward(runs["reg1"], p1))[:, 0],
+                               rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(p2[["prediction_y1", "prediction_y2"]].astype(float).to_numpy(),
-                               my_forward(runs["reg2"], p2), rtol=1e-6, atol=1e-9)
+                               unscaled(runs["reg2"], my_forward(runs["reg2"], p2)), rtol=1e-6, atol=1e-9)
 
     for rep_res, pdf, targets, pcols in (
         (res[2], p1, ["y1"], ["prediction"]),
