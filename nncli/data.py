@@ -21,7 +21,8 @@ import numpy as np
 
 from .csvio import read_csv
 from .errors import DataError
-from .preprocess import Preprocessor, _choose_features, target_scaling_applies, text_column
+from .columns import choose_features, text_column
+from .preprocess import Preprocessor, target_scaling_applies
 
 
 @dataclass
@@ -194,7 +195,7 @@ def drop_rows(cfg, df, rows: dict, source: str) -> tuple[dict, dict, list[str]]:
     no_target = df[d.targets].isna().any(axis=1).to_numpy()
     gap = np.zeros(len(df), bool)
     if d.missing == "drop":
-        features = _choose_features(df, d, source)
+        features = choose_features(df, d, source)
         gap = df[features].isna().any(axis=1).to_numpy()
     bad = no_target | gap
     if not bad.any():

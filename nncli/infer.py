@@ -40,7 +40,7 @@ class Inference:
 
 
 def _shown(labels: list[str], n: int = 4) -> str:
-    from .preprocess import sort_labels
+    from .columns import sort_labels
 
     labels = sort_labels(labels)
     return ", ".join(repr(x) for x in labels[:n]) + (", ..." if len(labels) > n else "")

@@ -140,7 +140,7 @@ def _analyse(df, c: str, n: int, na_tokens: list) -> _Column:
                 and v.max() - v.min() == n - 1):
             col.why_excluded = f"whole numbers {int(v.min())}..{int(v.max())}, one per row (a row counter or an ID)"
         return col
-    from .preprocess import MAX_CATEGORIES
+    from .columns import MAX_CATEGORIES
 
     if n >= 2 and col.missing == 0 and col.distinct == n:
         col.why_excluded = "text unique per row (an ID or a name)"

@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 
 import numpy as np
+
+import nncli.columns
 import pandas as pd
 import pytest
 
@@ -22,7 +24,8 @@ from helpers import (GOOD_ROWS, NO_PLOTS, adam_yaml, assert_data_error_and_nothi
                      npz_arrays, read_text_csv, run_error_cases, std_rows, write_rows)
 from nncli.config import DataConfig
 from nncli.errors import DataError
-from nncli.preprocess import CHUNK, Preprocessor, _c_order_float64, sort_labels
+from nncli.columns import CHUNK, c_order_float64, sort_labels
+from nncli.preprocess import Preprocessor
 from nncli.tasks import TASKS
 
 
@@ -461,7 +464,7 @@ def test_c_order_float64_int_f_ordered():
     rng = np.random.default_rng(20)
     A = np.asfortranarray(rng.integers(-2**40, 2**40, size=(50, 7), dtype=np.int64))
     assert not A.flags.c_contiguous
-    out, flag = _c_order_float64(A)
+    out, flag = c_order_float64(A)
     _check_c_order(A, out, flag)
     assert flag is True
     assert out is not A
@@ -471,15 +474,15 @@ def test_c_order_float64_int_f_ordered():
 def test_c_order_float64_float32_with_nan(rows):
     rng = np.random.default_rng(21)
     A = np.asfortranarray(rng.normal(size=(rows, 3)).astype(np.float32))
-    out, flag = _c_order_float64(A)
+    out, flag = c_order_float64(A)
     _check_c_order(A, out, flag)
     assert flag is True
     A[rows - 2, 1] = np.nan
-    out, flag = _c_order_float64(A)
+    out, flag = c_order_float64(A)
     _check_c_order(A, out, flag)
     assert flag is False
     A[rows - 2, 1] = -np.inf
-    out, flag = _c_order_float64(A)
+    out, flag = c_order_float64(A)
     assert flag is False
 
 
@@ -487,16 +490,16 @@ def test_c_order_float64_c_float64_returned_as_is():
     rng = np.random.default_rng(22)
     A = rng.normal(size=(40, 5))
     before = A.copy()
-    out, flag = _c_order_float64(A)
+    out, flag = c_order_float64(A)
     assert out is A
     assert flag is True
     np.testing.assert_array_equal(A, before)
     A[7, 3] = np.inf
-    out, flag = _c_order_float64(A)
+    out, flag = c_order_float64(A)
     assert out is A and flag is False
     # an F-ordered float64 array is copied into C order
     F = np.asfortranarray(before)
-    out, flag = _c_order_float64(F)
+    out, flag = c_order_float64(F)
     assert out is not F
     _check_c_order(F, out, flag)
     assert flag is True
@@ -508,6 +511,7 @@ def test_c_order_float64_c_float64_returned_as_is():
 def test_chunk_loops_on_threads_give_the_bits_of_one_thread(monkeypatch):
     """The cast, the statistics and the scaling of a table larger than one chunk give the same
     bits on two threads as on one (the partial sums are added in chunk order either way)."""
+    import nncli.columns
     import nncli.preprocess as P
 
     rng = np.random.default_rng(7)
@@ -527,10 +531,10 @@ def test_chunk_loops_on_threads_give_the_bits_of_one_thread(monkeypatch):
         return real(fn, n_rows)
 
     monkeypatch.setattr(P, "each_chunk", counting)
-    monkeypatch.setattr(P, "_threads", lambda: 2)
+    monkeypatch.setattr(nncli.columns, "threads", lambda: 2)
     two = pipeline()
     assert calls and max(calls) > CHUNK  # the chunk loops really ran over several chunks
-    monkeypatch.setattr(P, "_threads", lambda: 1)
+    monkeypatch.setattr(nncli.columns, "threads", lambda: 1)
     one = pipeline()
     for a, b in zip(two, one):
         assert a.dtype == b.dtype and np.array_equal(a, b)
@@ -540,9 +544,7 @@ def test_chunk_loops_on_threads_give_the_bits_of_one_thread(monkeypatch):
 
 
 def test_threads_follow_omp_num_threads(monkeypatch):
-    import nncli.preprocess as P
-
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert P._threads() == 1
+    assert nncli.columns.threads() == 1
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert 1 <= P._threads() <= 2
+    assert 1 <= nncli.columns.threads() <= 2
