@@ -191,20 +191,50 @@ def _width(n_inputs: int, n_outputs: int) -> int:
 # ---------------------------------------------------------------------- the starter config
 
 
+@dataclass
+class _Plan:
+    """What `nncli init` found in the table and chose, before it is written out."""
+
+    path: str
+    sep: Optional[str]
+    targets: list[str]
+    n: int
+    n_columns: int
+    n_labelled: int
+    inf: object  # nncli.infer's inference of the loss
+    excluded: dict
+    categorical: list
+    na_tokens: list
+    gaps: list
+    text: bool
+    n_inputs: int
+    n_outputs: int
+    width: int
+    splits: bool
+    classifier: bool
+
+
 def starter(path: str, targets: list[str], sep: Optional[str] = None) -> Starter:
     """The commented starter config for the table at ``path`` with target column(s) ``targets``;
     ``sep``: its column separator (None: by the file's name, as data.sep), written as data.sep."""
-    from .config import DataConfig
-    from .csvio import read_csv
-    from .infer import infer_loss
-    from .losses import LOSSES
-    from .tasks import TASKS
+    plan = _plan(path, targets, sep)
+    text_out = "\n".join(_header(plan) + _data_lines(plan) + _model_lines(plan) + _train_lines(plan)) + "\n"
+    config = _check(text_out)
+    parts = [f"loss {plan.inf.loss} ({plan.inf.reason})", f"layers [auto, {plan.width}, auto]"]
+    if plan.excluded:
+        parts.append(f"excluded {_names(plan.excluded)}")
+    if plan.gaps:
+        parts.append("missing: impute")
+    return Starter(text_out, config, "; ".join(parts), plan.excluded)
 
-    targets = list(dict.fromkeys(targets))
+
+def _read(path: str, targets: list[str], sep: Optional[str], source: str):
+    """The table, read as training reads it; one line for a missing --target or a wrong separator."""
+    from .csvio import read_csv
+
     if not targets:
         raise ConfigError("--target: name the column to predict, e.g. --target y")
     df = read_csv(path, "", str_columns=targets, **({"sep": sep} if sep is not None else {}))
-    source = str(path)
     columns = [str(c) for c in df.columns]
     if len(columns) == 1 and not all(t in columns for t in targets):
         for alt, word in ((";", "';'"), ("\t", "tab"), ("|", "'|'"), (",", "','")):
@@ -215,95 +245,114 @@ def starter(path: str, targets: list[str], sep: Optional[str] = None) -> Starter
         if t not in columns:
             shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
             raise ConfigError(f"--target {t}: no such column in {path}{did_you_mean(t, columns)} (columns: {shown})")
-    keys = DataConfig.model_fields
+    return df, columns
+
+
+def _plan(path: str, targets: list[str], sep: Optional[str]) -> _Plan:
+    from .infer import infer_loss
+    from .losses import LOSSES
+    from .tasks import TASKS
+
+    targets, source = list(dict.fromkeys(targets)), str(path)
+    df, columns = _read(path, targets, sep, source)
     n = len(df)
     features = [c for c in columns if c not in targets]
-    na_tokens = _na_tokens(df, columns) if "na_values" in keys else []
+    na_tokens = _na_tokens(df, columns)
     if na_tokens:  # as data.na_values reads them: missing, in every column
         df = df.where(~df.isin(na_tokens))
     labelled = df[targets].notna().all(axis=1).to_numpy()
     inf = infer_loss(df, targets, source)
-    loss = LOSSES[inf.loss]
-    task = TASKS[loss.task]
-
+    task = TASKS[LOSSES[inf.loss].task]
     cols = {c: _analyse(df, c, n, na_tokens) for c in features}
     excluded = {c: col.why_excluded for c, col in cols.items() if col.why_excluded}
     used = [cols[c] for c in features if c not in excluded]
     if not used:
         raise DataError(f"{source}: every column but the target looks like an identifier ({_names(excluded)}); "
                         "there is nothing to learn from")
-    categorical = [col.name for col in used if col.categorical]
-    text = [col for col in used if not col.numeric]
     n_inputs = sum(1 if col.numeric else col.distinct for col in used)
     n_outputs = inf.n_classes if inf.n_classes > 2 else (1 if task.is_classifier else len(targets))
-    width = _width(n_inputs, n_outputs)
-    gaps = [col for col in used if col.missing]
     n_labelled = int(labelled.sum())
     labels = df[targets[0]][labelled].astype(str).to_numpy() if task.is_classifier else None
-    splits = n_labelled >= MIN_ROWS_FOR_SPLITS and min(_split_sizes(labels, n_labelled)) >= 1
+    return _Plan(
+        path, sep, targets, n, len(columns), n_labelled, inf, excluded,
+        categorical=[col.name for col in used if col.categorical], na_tokens=na_tokens,
+        gaps=[col for col in used if col.missing], text=any(not col.numeric for col in used),
+        n_inputs=n_inputs, n_outputs=n_outputs, width=_width(n_inputs, n_outputs),
+        splits=n_labelled >= MIN_ROWS_FOR_SPLITS and min(_split_sizes(labels, n_labelled)) >= 1,
+        classifier=task.is_classifier,
+    )
 
-    L: list[str] = [
-        f"# nncli starter config, written by `nncli init` from {_name(path)} ({n} rows, {len(columns)} columns).",
+
+def _header(p: _Plan) -> list[str]:
+    return [
+        f"# nncli starter config, written by `nncli init` from {_name(p.path)} ({p.n} rows, {p.n_columns} columns).",
         "# Each choice is explained in the comment above it; edit freely, then train with",
         "#   nncli train THIS_FILE",
         "# The run's name defaults to this file's name; add `name: ...` to choose another.",
         "",
         "# seeds the one random generator: the splits, the initial weights, the shuffling",
         f"seed: {SEED}",
-        "data:",
-        "  # relative paths resolve against the directory nncli runs in",
-        f"  train: {_scalar(path)}",
-        *(["  # the column separator (given with --sep)", f"  sep: {'tab' if sep == chr(9) else _scalar(sep)}"] if sep is not None else []),
-        f"  # {inf.reason}",
-        f"  target: {_scalar(targets[0]) if len(targets) == 1 else _flow(targets)}",
     ]
-    if n_labelled < n:
-        L.append(f"  # {n - n_labelled} rows have no target value: training and evaluation leave them out")
-    if excluded:
+
+
+def _data_lines(p: _Plan) -> list[str]:
+    L = ["data:", "  # relative paths resolve against the directory nncli runs in", f"  train: {_scalar(p.path)}"]
+    if p.sep is not None:
+        L += ["  # the column separator (given with --sep)", f"  sep: {'tab' if p.sep == chr(9) else _scalar(p.sep)}"]
+    L += [f"  # {p.inf.reason}", f"  target: {_scalar(p.targets[0]) if len(p.targets) == 1 else _flow(p.targets)}"]
+    if p.n_labelled < p.n:
+        L.append(f"  # {p.n - p.n_labelled} rows have no target value: training and evaluation leave them out")
+    if p.excluded:
         L.append("  # never used as features (ID-like, near-unique or empty columns):")
-        L += [f"  #   {_name(c)}: {why}" for c, why in excluded.items()]
-        L.append(f"  exclude: {_flow(excluded)}")
-    if categorical:
-        L.append(f"  # numbers mixed with text ({_names(categorical)}): one-hot encoded as categories")
-        L.append(f"  categorical: {_flow(categorical)}")
-    if na_tokens:
+        L += [f"  #   {_name(c)}: {why}" for c, why in p.excluded.items()]
+        L.append(f"  exclude: {_flow(p.excluded)}")
+    if p.categorical:
+        L.append(f"  # numbers mixed with text ({_names(p.categorical)}): one-hot encoded as categories")
+        L.append(f"  categorical: {_flow(p.categorical)}")
+    if p.na_tokens:
         L.append("  # cells that mean 'missing' here: the only non-numbers of otherwise numeric columns")
-        L.append(f"  na_values: {_flow(na_tokens)}")
-    if gaps and "missing" in keys:
-        cells = sum(col.missing for col in gaps)
-        L.append(f"  # {cells} missing cell{'s' * (cells > 1)} in {len(gaps)} feature column{'s' * (len(gaps) > 1)} "
-                 f"({', '.join(f'{_name(col.name)} {col.missing}' for col in gaps[:6])}{', ...' if len(gaps) > 6 else ''}):")
+        L.append(f"  na_values: {_flow(p.na_tokens)}")
+    if p.gaps:
+        cells = sum(col.missing for col in p.gaps)
+        shown = ", ".join(f"{_name(col.name)} {col.missing}" for col in p.gaps[:6]) + (", ..." if len(p.gaps) > 6 else "")
+        L.append(f"  # {cells} missing cell{'s' * (cells > 1)} in {len(p.gaps)} feature column{'s' * (len(p.gaps) > 1)} ({shown}):")
         L.append("  # filled with the training rows' median (numbers) or most frequent value (text)")
         L.append("  missing: impute")
-    elif gaps:
-        L.append(f"  # missing cells in {_names(col.name for col in gaps)}: fill them, or exclude those columns")
-    if text and "unknown_category" in keys:
+    if p.text:
         L.append("  # a category the training rows lack (a rare value that fell into held-out rows, or a new")
         L.append("  # one at predict time) encodes as all zeros instead of stopping")
         L.append("  unknown_category: ignore")
-    if splits:
-        strat = ", stratified by class" if task.is_classifier else ""
+    if p.splits:
+        strat = ", stratified by class" if p.classifier else ""
         L.append(f"  # {SPLIT:.0%} of the rows held out as the test set (`nncli eval` scores it), "
                  f"{SPLIT:.0%} for validation (early stopping){strat}")
-        L.append(f"  test_split: {SPLIT}")
-        L.append(f"  val_split: {SPLIT}")
+        L += [f"  test_split: {SPLIT}", f"  val_split: {SPLIT}"]
     else:
-        L.append(f"  # {n_labelled} rows with a target: too few to hold any out (splits from {MIN_ROWS_FOR_SPLITS} rows)")
-    L += [
+        L.append(f"  # {p.n_labelled} rows with a target: too few to hold any out (splits from {MIN_ROWS_FOR_SPLITS} rows)")
+    return L
+
+
+def _model_lines(p: _Plan) -> list[str]:
+    from .losses import LOSSES
+
+    L = [
         "model:",
-        f"  # auto: {n_inputs} input{'s' * (n_inputs > 1)} (after one-hot encoding) and {n_outputs} output{'s' * (n_outputs > 1)} "
-        "come from the data; one hidden layer",
-        f"  # of {width}: the power of two nearest to 2/3 x inputs + outputs, within {WIDTH_MIN}..{WIDTH_MAX}",
-        f"  layers: [auto, {width}, auto]",
+        f"  # auto: {p.n_inputs} input{'s' * (p.n_inputs > 1)} (after one-hot encoding) and {p.n_outputs} "
+        f"output{'s' * (p.n_outputs > 1)} come from the data; one hidden layer",
+        f"  # of {p.width}: the power of two nearest to 2/3 x inputs + outputs, within {WIDTH_MIN}..{WIDTH_MAX}",
+        f"  layers: [auto, {p.width}, auto]",
         "  # tanh, nncli's default: smooth and zero-centred, suits standardised inputs",
         "  activation: tanh",
         "# inferred from the target (two classes: bce; more, or text labels: cross_entropy; quantities: mse);",
-        f"# the output activation follows it ({loss.default_output})",
+        f"# the output activation follows it ({LOSSES[p.inf.loss].default_output})",
     ]
-    if not task.is_classifier and "standardize_target" in keys:
+    if not p.classifier:
         L.append("# mse trains on z-scored targets (data.standardize_target); metrics and predictions stay in their units")
-    L += [
-        f"loss: {inf.loss}",
+    return L + [f"loss: {p.inf.loss}"]
+
+
+def _train_lines(p: _Plan) -> list[str]:
+    L = [
         "train:",
         "  # Adam: steps of about lr whatever the scale of the gradients; try 0.001 if the loss is noisy",
         f"  optimizer: {OPTIMIZER}",
@@ -311,21 +360,12 @@ def starter(path: str, targets: list[str], sep: Optional[str] = None) -> Starter
         "  # rows per gradient step (nncli's default)",
         f"  batch_size: {BATCH_SIZE}",
     ]
-    if splits:
-        L += [f"  # at most {EPOCHS} passes over the training rows; early stopping ends sooner when the validation",
-              f"  # loss has not improved for {PATIENCE} epochs, and keeps the best weights",
-              f"  epochs: {EPOCHS}",
-              f"  early_stopping: {{patience: {PATIENCE}}}"]
-    else:
-        L += ["  # passes over the training rows", f"  epochs: {EPOCHS}"]
-    text_out = "\n".join(L) + "\n"
-    config = _check(text_out)
-    parts = [f"loss {inf.loss} ({inf.reason})", f"layers [auto, {width}, auto]"]
-    if excluded:
-        parts.append(f"excluded {_names(excluded)}")
-    if gaps and "missing" in keys:
-        parts.append("missing: impute")
-    return Starter(text_out, config, "; ".join(parts), excluded)
+    if not p.splits:
+        return L + ["  # passes over the training rows", f"  epochs: {EPOCHS}"]
+    return L + [f"  # at most {EPOCHS} passes over the training rows; early stopping ends sooner when the validation",
+                f"  # loss has not improved for {PATIENCE} epochs, and keeps the best weights",
+                f"  epochs: {EPOCHS}",
+                f"  early_stopping: {{patience: {PATIENCE}}}"]
 
 
 def _check(text: str) -> dict:
