@@ -13,9 +13,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import typer
 
-from .errors import EXIT_INTERRUPTED, NncliError
+from . import process  # noqa: E402  (standard library only: before anything slow loads)
+
+process.hold_signals_while_loading()
+
+import typer  # noqa: E402
+
+from .errors import EXIT_INTERRUPTED, NncliError  # noqa: E402
 
 EXIT_CODES_HELP = "Exit codes: 0 success; 1 the job ran and failed (diverged, gradcheck mismatch); 2 bad usage, config or data; 130 interrupted."
 
@@ -34,30 +39,42 @@ def _command(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from . import view
-
         try:
-            return fn(*args, **kwargs)
-        except NncliError as e:
-            view.error(str(e))
-            raise typer.Exit(e.exit_code)
+            from . import view  # noqa: F401  (inside the try: a Ctrl-C while it loads is one line too)
+
+            result = fn(*args, **kwargs)
+            process.result_out()
+            return result
         except KeyboardInterrupt:
-            view.error("interrupted")
-            raise typer.Exit(EXIT_INTERRUPTED)
+            _interrupted_exit()
         except BrokenPipeError:
+            process.result_out()
             _quiet_broken_pipe()
             raise typer.Exit(0)
+        except NncliError as e:
+            if process.interrupted_by(e):
+                _interrupted_exit()
+            process.result_out()
+            _error_line(str(e))
+            raise typer.Exit(e.exit_code)
+        except Exception as e:
+            if not process.interrupted_by(e):
+                raise
+            _interrupted_exit()
 
     return wrapper
 
 
-def _quiet_broken_pipe():
+def _quiet_broken_pipe(stream=None):
+    """Point ``stream`` (stdout) at /dev/null: what is still buffered goes nowhere, instead
+    of failing again when the interpreter flushes it at exit."""
     import os
 
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
+        os.dup2(devnull, (stream or sys.stdout).fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
         pass
 
 
@@ -130,6 +147,7 @@ def train(
         else:
             print(run_dir)
         sys.stdout.flush()
+        process.result_out()  # the run is complete (or checkpointed): a signal from here on changes nothing
     if summary["status"] == "diverged":
         raise JobFailed(summary.get("message", "training diverged"))
     if summary["status"] == "interrupted":
@@ -151,7 +169,7 @@ def _training_job(config, set_, name, runs_dir, resume, quiet):
             return TrainingJob.resume(resume)
     if config is None:
         raise ConfigError("missing CONFIG: nncli train CONFIG (or nncli train --resume RUN_DIR)")
-    overrides = list(set_ or []) + ([f"name={json.dumps(name)}"] if name is not None else [])
+    overrides = list(set_ or []) + ([f"name={_yaml_quoted(name)}"] if name is not None else [])
     cfg = load_config(config, overrides)
     with view.status(f"reading {cfg.data.train}" if not quiet else ""):
         job = TrainingJob(cfg, runs_dir)
@@ -159,17 +177,37 @@ def _training_job(config, set_, name, runs_dir, resume, quiet):
     return job
 
 
+def _yaml_quoted(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar that reads back unchanged (json.dumps would
+    write a character outside the BMP as a surrogate pair, which YAML reads as two)."""
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF or ord(c) > 0xFFFF or c in "\u2028\u2029\ufeff":
+            out.append(f"\\U{ord(c):08x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 @contextlib.contextmanager
 def _signals_call(fn):
     """While the block runs, SIGINT and SIGTERM call ``fn()`` instead of interrupting it."""
     import signal
 
-    previous = {sig: signal.signal(sig, lambda signum, frame: fn()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def handler(signum, frame):
+        if process.State.active:
+            process.State.interrupted = True  # after the block, a later signal changes nothing either
+        fn()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if not process.State.done:  # once the result is out, signals stay ignored (see main)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 @app.command()
@@ -418,11 +456,81 @@ def init(
         view.info(f"wrote {output}: {s.summary}; train it with: nncli train {output}")
 
 
-def main() -> None:
+# ---------------------------------------------------------------------- the process: signals and standard streams (nncli/process.py)
+#
+# As the nncli program (main()), SIGINT and SIGTERM end every command the same way at any
+# moment: one line on stderr and exit 130. The first one raises KeyboardInterrupt, so every
+# `finally` runs (atomic_file removes its temp file); later ones change nothing, so the
+# clean-up is never cut short. train and sweep handle them otherwise while they work
+# (_signals_call: finish the step and checkpoint; stop the workers). Once a command's result
+# (or its error line) is out, both are ignored: the interpreter's shutdown would otherwise
+# put back the default action, and a late SIGTERM would kill a finished command with 143.
+
+
+def _interrupted_exit():
+    process.result_out()
+    _error_line("interrupted")
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _error_line(msg: str) -> None:
+    """The one line of an error exit, on stderr."""
+    process.State.told = True
+    from . import view
+
     try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
+        view.error(msg)
+    except OSError:  # stderr itself cannot be written: the exit code still says it
+        pass
+
+
+def _leave(code: int) -> int:
+    """Write the line of an interruption no command reported (a signal while the options
+    were parsed), and flush stdout and stderr so that the interpreter's shutdown has
+    nothing left to fail on (a closed pipe: dropped quietly)."""
+    if code == EXIT_INTERRUPTED and not process.State.told:
+        try:
+            _error_line("interrupted")
+        except Exception:  # the view cannot load: the exit code still says it
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            _quiet_broken_pipe(stream)
+        except (OSError, ValueError) as e:
+            _quiet_broken_pipe(stream)
+            if stream is sys.stdout and code == 0:
+                try:
+                    _error_line(f"cannot write to stdout: {getattr(e, 'strerror', None) or e}")
+                except Exception:
+                    pass
+                code = 2
+    return code
+
+
+def main() -> None:
+    """The nncli program: ``app`` with the process-wide handling above."""
+    process.State.active = True
+    code = EXIT_INTERRUPTED
+    try:
+        try:
+            process.standard_streams()
+            process.interrupt_on_signals()
+            app()
+            code = 0
+        except SystemExit as e:
+            code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+        finally:
+            process.result_out()
+    except KeyboardInterrupt:  # the one a signal raises (at most one is ever raised)
+        code = EXIT_INTERRUPTED
+    except Exception as e:
+        if not process.interrupted_by(e):
+            raise
+        code = EXIT_INTERRUPTED
+    process.result_out()
+    sys.exit(_leave(code))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 - :func:`atomic_file` is the one way nncli writes a file: into a temporary file beside the
   target, flushed and fsynced, then renamed over it. Readers see the old file or the new
   one, never half of one; on any error the target is left untouched and the temporary
-  file is removed.
+  file is removed. One left by a killed process is removed by the next write of its target.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,13 +160,15 @@ def _read_delimited(p: Path, source: str, sep: str, dtype: dict):
         with formats.decompression_errors(p, source), formats.open_bytes(p, source) as fh:
             # na_filter=False keeps pandas' fast path for clean numeric columns; a column with a
             # missing cell is read as text, and the missing tokens become NaN in read_csv
-            return pd.read_csv(fh, sep=sep, encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
+            df = pd.read_csv(fh, sep=sep, encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)
     except UnicodeDecodeError:
         raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{source}: no columns to read") from None
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"{source}: malformed {formats.table_kind(sep)}: {formats.parser_message(e)}") from None
+    formats.check_no_extra_fields(df, source, sep, p)
+    return df
 
 
 # ---------------------------------------------------------------------- writing
@@ -178,13 +181,17 @@ def atomic_file(path: str | Path, mode: str = "wb", **open_kw) -> Iterator:
     Writes go to ``.NAME.<pid>.<hex>.tmp`` in the same directory (so the rename cannot
     cross file systems), which is flushed, fsynced and renamed over ``path``. On any
     error, or an interruption, the temporary file is removed and ``path`` keeps its old
-    content. Raises OSError if the file cannot be written.
+    content. Raises OSError if the file cannot be written. Temporary files of ``path`` that
+    a dead process left (SIGKILL in the middle of a write) are removed first
+    (:func:`remove_stale_temps`).
     """
     path = Path(path)
+    remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fh = open(tmp, mode.replace("w", "x"), **open_kw)
+    fh = None
     done = False
     try:
+        fh = open(tmp, mode.replace("w", "x"), **open_kw)  # inside the try: a signal right after it is cleaned up too
         yield fh
         fh.flush()
         os.fsync(fh.fileno())
@@ -194,10 +201,57 @@ def atomic_file(path: str | Path, mode: str = "wb", **open_kw) -> Iterator:
     finally:
         if not done:
             try:
-                fh.close()  # flushes what is buffered: on a full disk that fails again
+                if fh is not None:
+                    fh.close()  # flushes what is buffered: on a full disk that fails again
             except OSError:
                 pass
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                if fh is not None:  # (when the open itself failed, its error is the one to report)
+                    raise
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove ``.NAME.<pid>.<hex>.tmp`` files of ``path`` whose process is gone; return them.
+
+    Only temporary files of this very target name are looked at, and only those whose PID
+    is not a running process: a write in progress (this process's or another's) is never
+    touched. A PID reused by an unrelated process keeps its file until that process ends.
+    Errors (an unreadable directory, a file removed meanwhile) are ignored.
+    """
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.([0-9]+)\.[0-9a-f]{{8}}\.tmp")
+    removed = []
+    try:
+        with os.scandir(path.parent) as entries:
+            names = [e.name for e in entries if e.name.startswith(f".{path.name}.") and e.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for name in names:
+        m = pattern.fullmatch(name)
+        if m is None or _process_alive(int(m.group(1))):
+            continue
+        try:
+            (path.parent / name).unlink()
+            removed.append(path.parent / name)
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (one we may not signal counts as running)."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return True  # not a PID nncli writes; never guess
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -367,8 +367,10 @@ def _csv_chunks(stream, path, source: str, sep: str, chunk_rows: int):
 
     try:
         with decompression_errors(path, source):
-            yield from pd.read_csv(stream, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                                   chunksize=chunk_rows)
+            for chunk in pd.read_csv(stream, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                                     chunksize=chunk_rows):
+                check_no_extra_fields(chunk, source, sep, None if path == "-" else path)
+                yield chunk
     except UnicodeDecodeError:
         raise DataError(f"{source}: not UTF-8 text; save the file as UTF-8 CSV") from None
     except pd.errors.ParserError as e:
@@ -386,6 +388,39 @@ def _parquet_chunks(path, source: str, chunk_rows: int):
             yield parquet_frame(pa.Table.from_batches([batch]))
     except (OSError, ValueError) as e:
         raise DataError(f"{source}: not a readable Parquet file ({short(e)})") from None
+
+
+def check_no_extra_fields(df, source: str, sep: str, path=None) -> None:
+    """DataError if pandas made the first field(s) of each row an index: the first data row
+    has more fields than the header (pandas then reads every row so, shifting the columns,
+    and a later row with the header's count is padded with an empty cell). The message
+    names the line (for a file; ``path`` None: stdin) and the counts."""
+    import pandas as pd
+
+    if isinstance(df.index, pd.RangeIndex):
+        return
+    m = len(df.columns)
+    k = m + df.index.nlevels
+    last = df.iloc[:, -1] if m else None
+    trailing = last is not None and len(df) > 0 and bool((last.isna() | (last.astype(str) == "")).all())
+    hint = f" (a {sep_name(sep)} at the end of every line makes an empty last field)" if trailing else ""
+    where = f"line {_first_data_line(path, source, sep)}" if path is not None else "the first data row"
+    raise DataError(f"{source}: {where} has {k} fields, the header has {m}{hint}; remove the extra "
+                    f"field{'s' if k - m > 1 else ''}, or name {'them' if k - m > 1 else 'it'} in the header")
+
+
+def _first_data_line(path, source: str, sep: str) -> int:
+    """The line number of the first non-empty row after the header (2 unless blank lines come first)."""
+    try:
+        with open_bytes(path, source) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="", errors="replace") as fh:
+            reader = csv.reader(fh, delimiter=sep)
+            next(reader, None)
+            for row in reader:
+                if row:
+                    return reader.line_num
+    except (OSError, csv.Error, DataError):
+        pass
+    return 2
 
 
 def parser_message(e: Exception) -> str:

@@ -25,6 +25,7 @@ the layers before it are exactly zero: the check passes, and the report says so.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -225,10 +226,10 @@ def check_target(
 
     if samples < 1:
         raise ConfigError("--samples must be at least 1")
-    if not (eps > 0):
-        raise ConfigError("--eps must be positive")
-    if not (tol > 0):
-        raise ConfigError("--tol must be positive")
+    if not (math.isfinite(eps) and eps > 0):
+        raise ConfigError(f"--eps {eps}: must be a positive finite number, e.g. --eps 1e-6")
+    if not (math.isfinite(tol) and tol > 0):
+        raise ConfigError(f"--tol {tol}: must be a positive finite number, e.g. --tol 1e-6")
     if max_elements is not None and max_elements < 1:
         raise ConfigError("--max-elements must be at least 1")
     target = Path(target)

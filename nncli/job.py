@@ -22,8 +22,8 @@ from .errors import ConfigError, RunError
 from .losses import LOSSES
 from .model import MLP, load_weights
 from .optim import OPTIMIZERS, Optimizer
-from .runs import CHECKPOINT, RunDir, versions
-from .train import EpochRecord, FitOptions, Trainer, evaluate
+from .runs import CHECKPOINT, LOCK, RunDir, versions
+from .train import CheckpointError, EpochRecord, FitOptions, Trainer, evaluate
 
 
 def resolve_sizes(cfg: Config, n_inputs: int, n_outputs: int, input_names=()) -> list[int]:
@@ -109,9 +109,18 @@ class TrainingJob:
         rd = RunDir(run_dir)
         if not rd.path.is_dir():
             raise RunError(f"{rd.path}: no such run directory")
-        summary = _summary_or_empty(rd)
-        if summary.get("status") == "completed":
-            raise RunError(f"{rd.path}: this run already completed; nothing to resume")
+        _refuse_completed(rd)
+        rd.acquire()  # held until finish(): a second resume of this run is refused, naming this PID
+        try:
+            return cls._restore(rd)
+        except BaseException:
+            rd.release()
+            raise
+
+    @classmethod
+    def _restore(cls, rd: RunDir) -> "TrainingJob":
+        """resume(), with the run's lock held."""
+        summary = _refuse_completed(rd)  # again: it may have completed while this process waited
         state = rd.read_checkpoint()
         job = cls(_as_trained(rd.read_config(), rd), rd.path.parent)
         changed = rd.data_changes(job.data_files)
@@ -119,6 +128,8 @@ class TrainingJob:
             raise RunError(f"cannot resume: {changed[0]}; put the original file back")
         try:
             job.trainer.load_state(state)
+        except CheckpointError as e:
+            raise RunError(f"{rd / CHECKPOINT}: {e}; the checkpoint is damaged or not of this run, so it cannot be resumed") from None
         except (ValueError, KeyError, TypeError) as e:
             raise RunError(f"{rd / CHECKPOINT}: unreadable checkpoint ({type(e).__name__}: {e})") from None
         job.run = rd
@@ -141,7 +152,7 @@ class TrainingJob:
         if self.run is not None:  # resumed: the directory and its config exist
             self.run.clear_summary()
             return self.run.path
-        self.run = RunDir.create(self.runs_dir, self.cfg.name)
+        self.run = _created_locked(self.runs_dir, self.cfg.name)
         self.run.write_config(self.cfg)
         self.run.write_preprocess(self.data.prep)
         self.run.write_splits(self.data.rows, self.data.n_rows)
@@ -182,7 +193,13 @@ class TrainingJob:
         self.run.write_summary(summary)
         if res.status == "completed":
             self.run.remove_checkpoint()
+        self.release()
         return summary
+
+    def release(self) -> None:
+        """Let other processes resume the run (finish() does; the process's end does too)."""
+        if self.run is not None:
+            self.run.release()
 
     def _summary(self) -> dict:
         res, cfg, m = self.result, self.cfg, self.metric_name()
@@ -231,6 +248,29 @@ def _as_trained(cfg: Config, rd: RunDir) -> Config:
         cfg = cfg.model_copy(deep=True)
         cfg.data.standardize_target = False
     return cfg
+
+
+def _created_locked(runs_dir: Path, name: str) -> RunDir:
+    """A new run directory, locked from (almost) the moment it exists; removed again if it cannot be."""
+    rd = RunDir.create(runs_dir, name)
+    try:
+        rd.acquire()
+    except BaseException:
+        try:
+            (rd / LOCK).unlink(missing_ok=True)
+            rd.path.rmdir()
+        except OSError:
+            pass
+        raise
+    return rd
+
+
+def _refuse_completed(rd: RunDir) -> dict:
+    """The run's summary (empty if none); RunError if it says the run completed."""
+    summary = _summary_or_empty(rd)
+    if summary.get("status") == "completed":
+        raise RunError(f"{rd.path}: this run already completed; nothing to resume")
+    return summary
 
 
 def _summary_or_empty(rd: RunDir) -> dict:

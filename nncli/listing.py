@@ -2,8 +2,9 @@
 
 Each row: id, name, status, epochs, the config keys whose values differ between the
 listed runs, and the final train and validation metrics from summary.json. A run without
-summary.json is listed as ``incomplete``; a directory whose files cannot be read is
-skipped with a warning, never an error.
+summary.json is listed as ``incomplete``, one whose lock a process holds (training or
+resuming it) as ``running``; a directory whose files cannot be read is skipped with a
+warning, never an error.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Optional
 import yaml
 
 from .errors import ConfigError, RunError, did_you_mean
-from .runs import CHECKPOINT, SWEEP_FILE, RunDir
+from .runs import CHECKPOINT, CONFIG, SWEEP_FILE, RunDir
 
 LOWER_IS_BETTER = ("loss", "seconds", "mse", "rmse", "mae")
 
@@ -34,7 +35,13 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def read_run(path: Path) -> dict:
     """The listing row of one run directory; raises ValueError if it cannot be read."""
     rd = RunDir(path)
-    cfg = rd.read_config_raw()
+    running = rd.is_locked()  # a process trains or resumes it now
+    try:
+        cfg = rd.read_config_raw()
+    except ValueError:
+        if not (running and not rd.exists(CONFIG)):
+            raise
+        cfg = {}  # a new run in its first moments: config.yaml is being written
     row = {"id": path.name, "name": cfg.get("name"), "status": "incomplete", "epochs": None}
     try:
         s = rd.read_summary()
@@ -48,6 +55,8 @@ def read_run(path: Path) -> dict:
         row["seconds"] = s.get("train_seconds")
     elif rd.exists(CHECKPOINT):
         row["status"] = "interrupted"
+    if running:
+        row["status"] = "running"
     row["_config"] = _flatten(cfg)
     return row
 
@@ -88,6 +97,8 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
             rows.append(read_run(p))
         except (ValueError, OSError) as e:
             warnings.append(f"skipped {p}: {e}")
+        except Exception as e:  # noqa: BLE001 (a listing shows what it can read and skips the rest)
+            warnings.append(f"skipped {p}: unreadable ({type(e).__name__}: {e})")
     configs = pd.DataFrame([r.pop("_config") for r in rows])
     df = pd.DataFrame(rows)
     if df.empty:

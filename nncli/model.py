@@ -242,7 +242,9 @@ def load_weights(path, sizes: Optional[Sequence[int]] = None, what: str = "weigh
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
-        raise ConfigError(f"{path}: not a readable .npz {what} file ({e})") from None
+        from .runs import without_pickle_advice
+
+        raise ConfigError(without_pickle_advice(f"{path}: not a readable .npz {what} file ({e})")) from None
 
 
 def _read_layers(path, z, sizes, what):

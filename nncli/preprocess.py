@@ -23,6 +23,7 @@ error naming its row and column; an unseen category an error, or all zeros
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -392,7 +393,9 @@ class Preprocessor:
 
     @classmethod
     def from_json(cls, meta: dict, arrays) -> "Preprocessor":
-        """Rebuild from :meth:`to_json` and :meth:`arrays`; ValueError/KeyError/TypeError if they disagree."""
+        """Rebuild from :meth:`to_json` and :meth:`arrays`; ValueError/KeyError/TypeError if they disagree
+        (:class:`SavedLayoutError`, a ValueError, when preprocess.json itself is malformed)."""
+        check_saved_layout(meta)
         classes = meta.get("classes")
         if meta["task"] not in TASKS:
             raise ValueError(f"unknown task {meta['task']!r}")
@@ -402,12 +405,82 @@ class Preprocessor:
             np.asarray(arrays["x_mean"], dtype=np.float64), np.asarray(arrays["x_std"], dtype=np.float64),
             **_missing_of(meta),
         )
-        if len(prep.x_mean) != len(prep.input_names) or prep.x_std.shape != prep.x_mean.shape:
+        if prep.x_mean.ndim != 1 or len(prep.x_mean) != len(prep.input_names) or prep.x_std.shape != prep.x_mean.shape:
             raise ValueError("x_mean/x_std do not match the feature layout")
+        if not (np.isfinite(prep.x_mean).all() and np.isfinite(prep.x_std).all() and (prep.x_std > 0).all()):
+            raise SavedArrayError("'x_mean'/'x_std' hold NaN, infinite, zero or negative values; the file is corrupt")
+        if "input_names" in meta and list(meta["input_names"]) != prep.input_names:
+            raise SavedLayoutError("'input_names' do not match 'features' and 'categories'")
         if "classes" in arrays and classes is not None and [str(c) for c in arrays["classes"]] != prep.classes:
             raise ValueError("classes in model.npz and preprocess.json disagree")
         prep.y_mean, prep.y_std = _target_scaling_of(meta, arrays, prep.targets)
         return prep
+
+
+class SavedLayoutError(ValueError):
+    """preprocess.json is malformed: a field has the wrong type or disagrees with another."""
+
+
+class SavedArrayError(ValueError):
+    """An array of model.npz (x_mean, x_std) holds values no training run writes."""
+
+
+def check_saved_layout(meta) -> None:
+    """The types and shapes of the fields of preprocess.json; SavedLayoutError naming the field."""
+
+    def names(key, value, allow_empty=True):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or (not allow_empty and not value):
+            raise SavedLayoutError(f"'{key}' must be a {'non-empty ' if not allow_empty else ''}list of names, not {_kind(value)}")
+        if len(set(value)) != len(value):
+            raise SavedLayoutError(f"'{key}' names a column twice")
+
+    if not isinstance(meta, dict):
+        raise SavedLayoutError(f"must be a JSON object (a mapping of fields), not {_kind(meta)}")
+    for key in ("features", "categories", "targets", "task"):
+        if key not in meta:
+            raise SavedLayoutError(f"the field '{key}' is missing")
+    names("features", meta["features"])
+    names("targets", meta["targets"], allow_empty=False)
+    cats = meta["categories"]
+    if not isinstance(cats, dict):
+        raise SavedLayoutError(f"'categories' must be a mapping of column to categories, not {_kind(cats)}")
+    for f, values in cats.items():
+        if f not in meta["features"]:
+            raise SavedLayoutError(f"'categories' names '{f}', which is not one of the 'features'")
+        names(f"categories.{f}", values, allow_empty=False)
+    task = meta["task"]
+    if not isinstance(task, str) or task not in TASKS:
+        raise SavedLayoutError(f"'task' must be one of {', '.join(TASKS)}, not {json.dumps(task)[:40]}")
+    classes = meta.get("classes")
+    if TASKS[task].is_classifier:
+        names("classes", classes)
+        if len(classes) < 2:
+            raise SavedLayoutError(f"'classes' of a {task} run must list at least two labels")
+        if task == "binary" and len(classes) != 2:
+            raise SavedLayoutError(f"'classes' of a binary run must list two labels, not {len(classes)}")
+        if len(meta["targets"]) != 1:
+            raise SavedLayoutError(f"a {task} run has one target column, but 'targets' lists {len(meta['targets'])}")
+    elif classes is not None:
+        raise SavedLayoutError("'classes' must be null for a regression run")
+    if "input_names" in meta:
+        names("input_names", meta["input_names"])
+    for key, kind in (("impute_values", dict), ("missing_indicators", list), ("na_values", list)):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise SavedLayoutError(f"'{key}' must be a {'mapping' if kind is dict else 'list'}, not {_kind(meta[key])}")
+    for key in ("missing", "unknown_category"):
+        if key in meta and not isinstance(meta[key], str):
+            raise SavedLayoutError(f"'{key}' must be a text, not {_kind(meta[key])}")
+    ts = meta.get("target_scaling")
+    if ts is not None and not (isinstance(ts, dict) and all(isinstance(v, dict) for v in ts.values())):
+        raise SavedLayoutError(f"'target_scaling' must be null or a mapping of target to {{mean, std}}, not {_kind(ts)}")
+
+
+def _kind(value) -> str:
+    """The JSON kind of a value, for messages: 'a list', 'null', ..."""
+    if value is None:
+        return "null"
+    return {dict: "a mapping", list: "a list", str: "a text", bool: "true/false", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
 
 
 def _missing_of(meta: dict) -> dict:

@@ -9,6 +9,8 @@ runs/<YYYYmmdd-HHMMSS>-<name>-<4 hex>/
   checkpoint.npz   while a run is interrupted: everything needed to resume it bit for bit
   summary.json     written last: a run without it is incomplete
   eval*.json, *.png  reports and pictures of later commands
+  .lock            the advisory lock (flock) held while a process trains or resumes the run;
+                   it holds that process's PID while it is held
 
 Every file is written atomically (:func:`nncli.csvio.atomic_file`), so a crash in the
 middle of a save leaves the previous version intact. Other modules never build these
@@ -23,6 +25,7 @@ import os
 import secrets
 import time
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -37,6 +40,13 @@ MODEL, CHECKPOINT, SUMMARY = "model.npz", "checkpoint.npz", "summary.json"
 SPLIT_NAMES = ("train", "val", "test")
 DATA_FILES = "data_files.json"
 SWEEP_FILE = "sweep.yaml"  # marks a sweep directory (its runs inside) among the run directories
+LOCK = ".lock"  # flock'ed while a process trains or resumes the run (RunDir.acquire)
+LOCK_WAIT = 1.0  # seconds acquire() retries, so a listing's momentary probe is never taken for a trainer
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None
 
 
 def create_run_dir(runs_dir: Path | str, name: str) -> Path:
@@ -67,6 +77,15 @@ def create_run_dir(runs_dir: Path | str, name: str) -> Path:
     raise RunError(f"could not find a free run directory name in {runs_dir}")
 
 
+def _lock_holder(fh) -> str:
+    """The PID written in a held lock file ('' if unreadable, or not written yet)."""
+    try:
+        text = os.pread(fh.fileno(), 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return text if text.isdigit() else ""
+
+
 def versions() -> dict:
     import platform
 
@@ -80,6 +99,7 @@ class RunDir:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self._lock = None  # the open .lock file while this object holds the run's lock
 
     @classmethod
     def create(cls, runs_dir: Path | str, name: str) -> "RunDir":
@@ -90,6 +110,83 @@ class RunDir:
 
     def exists(self, name: str) -> bool:
         return (self.path / name).exists()
+
+    # -------------------------------------------------------------- .lock
+    def acquire(self) -> None:
+        """Take the run's advisory lock (flock on .lock) and write this process's PID into it.
+
+        Held until :meth:`release`, or until the process ends in any way (the kernel drops a
+        flock even on SIGKILL). Another process holding it: RunError naming its PID, with
+        nothing in the directory changed. A file system without flock: the run is not locked.
+        """
+        if self._lock is not None or fcntl is None:
+            return
+        try:
+            fh = os.fdopen(os.open(self / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), "r+b", buffering=0)
+        except OSError as e:
+            raise RunError(f"{self / LOCK}: cannot open the run's lock file ({e.strerror})") from None
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:  # a listing's probe holds it for microseconds
+                    time.sleep(0.05)
+                    continue
+                holder = _lock_holder(fh)
+                fh.close()
+                who = f"process {holder}" if holder else "another process"
+                stop = f" (kill -INT {holder} stops it with a checkpoint)" if holder else ""
+                raise RunError(f"{self.path}: {who} is training this run; wait until it ends{stop}, "
+                               "then resume it") from None
+            except OSError:  # no flock on this file system: train unlocked, as before locks existed
+                fh.close()
+                return
+        try:
+            os.ftruncate(fh.fileno(), 0)
+            os.pwrite(fh.fileno(), f"{os.getpid()}\n".encode(), 0)
+        except OSError:  # a full disk: the lock is held all the same, its PID unknown to others
+            pass
+        self._lock = fh
+
+    def release(self) -> None:
+        """Drop the lock taken by :meth:`acquire` (nothing if not held); the PID is erased."""
+        fh, self._lock = self._lock, None
+        if fh is None:
+            return
+        try:
+            os.ftruncate(fh.fileno(), 0)
+        except OSError:
+            pass
+        fh.close()
+
+    @contextmanager
+    def lock(self):
+        """``with rd.lock():`` the run is locked inside the block (see :meth:`acquire`)."""
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def is_locked(self) -> bool:
+        """Whether a process holds the run's lock now (a non-blocking shared-lock probe)."""
+        if fcntl is None:
+            return False
+        try:
+            fd = os.open(self / LOCK, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False  # no lock file: never locked (or a run from before locks)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # drops the probe's shared lock, if it got one
 
     # -------------------------------------------------------------- config.yaml
     def write_config(self, cfg) -> None:
@@ -130,7 +227,7 @@ class RunDir:
     def read_model(self, cfg):
         """(Preprocessor, MLP) saved with the run, checked against each other and ``cfg``."""
         from .model import MLP, load_weights
-        from .preprocess import Preprocessor
+        from .preprocess import Preprocessor, SavedArrayError, SavedLayoutError
 
         meta = self._read_json(PREPROCESS, required=True)
         sizes = cfg.model.layers
@@ -142,9 +239,16 @@ class RunDir:
                 arrays = {k: z[k] for k in ("x_mean", "x_std", "classes", "y_mean", "y_std") if k in z.files}
             prep = Preprocessor.from_json(meta, arrays)
         except ConfigError as e:
-            raise RunError(str(e)) from None
-        except (KeyError, ValueError, TypeError) as e:
-            raise RunError(f"{self / MODEL}: does not match {PREPROCESS} ({e})") from None
+            raise RunError(without_pickle_advice(str(e))) from None
+        except SavedLayoutError as e:
+            raise RunError(f"{self / PREPROCESS}: {e}; restore the file, or train again") from None
+        except SavedArrayError as e:
+            raise RunError(f"{self / MODEL}: {e}; restore the file, or train again") from None
+        except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise RunError(without_pickle_advice(f"{self / MODEL}: does not match {PREPROCESS} ({e})")) from None
+        if prep.task.name != cfg.task.name:
+            raise RunError(f"{self / PREPROCESS}: 'task' is {prep.task.name}, but {CONFIG} (loss {cfg.loss}) trains a "
+                           f"{cfg.task.name} model; the files are not of one run")
         if prep.n_inputs != sizes[0] or prep.n_outputs != sizes[-1]:
             raise RunError(f"{self.path}: model sizes {sizes} do not match the saved preprocessing")
         dtype = cfg.train.dtype
@@ -165,7 +269,7 @@ class RunDir:
                 out = {k: np.asarray(z[k]) for k in SPLIT_NAMES if k in z.files}
                 out["n_rows"] = int(z["n_rows"])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise RunError(f"{self / SPLITS}: unreadable ({type(e).__name__}: {e})") from None
+            raise RunError(without_pickle_advice(f"{self / SPLITS}: unreadable ({type(e).__name__}: {e})")) from None
         for k in SPLIT_NAMES:
             v = out.get(k)
             if v is not None and (v.ndim != 1 or v.dtype.kind not in "iu" or (len(v) and (v.min() < 0 or v.max() >= out["n_rows"]))):
@@ -178,8 +282,14 @@ class RunDir:
         write_json(self / DATA_FILES, files)
 
     def read_data_files(self) -> Optional[dict]:
-        """The saved fingerprints, or None for a run saved before they were kept."""
-        return self._read_json(DATA_FILES, required=False)
+        """The saved fingerprints, or None for a run saved before they were kept; RunError if malformed."""
+        saved = self._read_json(DATA_FILES, required=False)
+        if saved is None and not self.exists(DATA_FILES):
+            return None
+        if not isinstance(saved, dict) or not all(isinstance(v, dict) for v in saved.values()):
+            raise RunError(f"{self / DATA_FILES}: must be a JSON object of {{file key: {{path, size, sha256}}}}; "
+                           "restore the file, or delete it to skip the check that the data is unchanged")
+        return saved
 
     def data_changes(self, current: dict[str, dict]) -> list[str]:
         """One line per data file whose fingerprint differs from the one saved with the run
@@ -205,12 +315,18 @@ class RunDir:
         write_rows(self / METRICS, header, rows)
 
     def read_metrics(self) -> list[dict[str, str]]:
-        """One dict per epoch, the cells as written."""
+        """One dict per epoch, the cells as written (checked: whole epochs, numbers or nan)."""
         try:
-            with open(self / METRICS, encoding="utf-8") as fh:
-                return list(csv.DictReader(fh))
+            with open(self / METRICS, encoding="utf-8", newline="") as fh:
+                reader = csv.DictReader(fh)
+                rows = list(reader)
+                header = reader.fieldnames or []
         except FileNotFoundError:
-            raise RunError(f"{self.path}: {METRICS} is missing") from None
+            raise RunError(f"{self.path}: {METRICS} is missing; restore the file, or train again") from None
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise RunError(f"{self / METRICS}: unreadable ({e})") from None
+        _check_metrics(self / METRICS, header, rows)
+        return rows
 
     # -------------------------------------------------------------- checkpoint.npz
     def write_checkpoint(self, arrays: dict[str, np.ndarray]) -> None:
@@ -224,7 +340,7 @@ class RunDir:
             with np.load(self / CHECKPOINT, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise RunError(f"{self / CHECKPOINT}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+            raise RunError(without_pickle_advice(f"{self / CHECKPOINT}: unreadable checkpoint ({type(e).__name__}: {e})")) from None
 
     def remove_checkpoint(self) -> None:
         (self / CHECKPOINT).unlink(missing_ok=True)
@@ -234,8 +350,13 @@ class RunDir:
         write_json(self / SUMMARY, summary)
 
     def read_summary(self) -> Optional[dict]:
-        """summary.json, or None for an incomplete run; RunError if it is not JSON."""
-        return self._read_json(SUMMARY, required=False)
+        """summary.json, or None for an incomplete run; RunError if it is not JSON or malformed."""
+        s = self._read_json(SUMMARY, required=False)
+        if s is not None or self.exists(SUMMARY):
+            problem = _summary_problem(s)
+            if problem:
+                raise RunError(f"{self / SUMMARY}: {problem}; restore the file, or train again")
+        return s
 
     def clear_summary(self) -> None:
         """Mark the run incomplete again (a resumed run, until it finishes)."""
@@ -255,6 +376,49 @@ class RunDir:
             return None
         except (ValueError, UnicodeDecodeError) as e:
             raise RunError(f"{self / name}: corrupt JSON ({e})") from None
+
+
+def _check_metrics(path: Path, header: list, rows: list[dict]) -> None:
+    """RunError naming the line and column of metrics.csv that is not what nncli writes."""
+    for col in ("epoch", "loss"):
+        if col not in header:
+            raise RunError(f"{path}: no '{col}' column; restore the file, or train again")
+    for i, row in enumerate(rows, start=2):
+        if None in row or any(v is None for v in row.values()):
+            raise RunError(f"{path}: line {i} does not have {len(header)} fields; restore the file, or train again")
+        for col, text in row.items():
+            try:
+                ok = float(text) >= 1 and float(text) == int(text) if col == "epoch" else (float(text) or True)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise RunError(f"{path}: line {i}, column '{col}': {text[:40]!r} is not "
+                               f"{'an epoch number' if col == 'epoch' else 'a number'}; restore the file, or train again")
+
+
+def _summary_problem(s) -> Optional[str]:
+    """What is wrong with the fields of summary.json that commands read, or None."""
+    if not isinstance(s, dict):
+        return f"must be a JSON object, not {'null' if s is None else type(s).__name__}"
+    if "status" in s and not isinstance(s["status"], str):
+        return "'status' must be a text"
+    for key in ("epochs_run", "epochs"):
+        if key in s and s[key] is not None and (isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 0):
+            return f"'{key}' must be a whole number of epochs"
+    for key in ("metrics", "val_metrics"):
+        if s.get(key) is not None and not isinstance(s[key], dict):
+            return f"'{key}' must be a mapping"
+    return None
+
+
+def without_pickle_advice(message: str) -> str:
+    """``message`` without numpy's advice to load an untrusted file "unsafely" (unpickling it):
+    a run file is never unpickled, whoever wrote it."""
+    import re
+
+    message = re.sub(r"\s*If you trust the file[^`]*(`[^`]*`[^`]*)*?\.(?=\)|$|\s)", "", message, flags=re.I)
+    return message.replace("Object arrays cannot be loaded when allow_pickle=False",
+                           "it holds object arrays (pickled data), which nncli never loads")
 
 
 @dataclass

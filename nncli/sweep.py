@@ -265,7 +265,7 @@ class Sweep:
         """Run every task on ``executor``; ``on_done(task, status)`` as each finishes."""
 
         def done(t: Task) -> None:
-            if t.returncode not in (0, 130):
+            if t.returncode != 0 and not interrupted(t.returncode):
                 self.failed.append(t)
             on_done(t, task_status(t))
 
@@ -292,10 +292,18 @@ class Sweep:
         return df, metric, notes
 
 
+def interrupted(returncode: Optional[int]) -> bool:
+    """Whether a worker's exit status means it was interrupted: exit 130, or killed by SIGINT
+    or SIGTERM themselves (a negative return code: the signal came where nothing handled it)."""
+    import signal
+
+    return returncode in (130, -signal.SIGINT, -signal.SIGTERM)
+
+
 def task_status(t: Task) -> str:
     """'completed', 'interrupted', 'failed' or 'failed (exit N)', with the run's last message."""
     if t.returncode == 0:
         return "completed"
-    status = {1: "failed", 130: "interrupted"}.get(t.returncode, f"failed (exit {t.returncode})")
+    status = "interrupted" if interrupted(t.returncode) else {1: "failed"}.get(t.returncode, f"failed (exit {t.returncode})")
     msg = (t.stderr.strip().splitlines() or [""])[-1]
     return status + (f": {msg}" if msg else "")

@@ -205,8 +205,10 @@ def test_create_with_plots_and_a_name(sweep_cwd):
     (1, "", "failed"),
     (130, "epoch 1/50\nnncli: error: interrupted after 2 epochs; checkpoint saved\n",
      "interrupted: nncli: error: interrupted after 2 epochs; checkpoint saved"),
-    (-2, "Traceback (most recent call last):\n  ...\nKeyboardInterrupt\n", "failed (exit -2): KeyboardInterrupt"),
-    (-2, "", "failed (exit -2)"),
+    (-2, "Traceback (most recent call last):\n  ...\nKeyboardInterrupt\n", "interrupted: KeyboardInterrupt"),
+    (-2, "", "interrupted"),
+    (-15, "", "interrupted"),
+    (-9, "", "failed (exit -9)"),
     (2, "nncli: error: bad.yaml: train.lr: must be positive\n", "failed (exit 2): nncli: error: bad.yaml: train.lr: must be positive"),
 ])
 def test_task_status_names_the_outcome_and_the_last_stderr_line(rc, stderr, status):
@@ -217,11 +219,11 @@ def test_task_status_names_the_outcome_and_the_last_stderr_line(rc, stderr, stat
 def test_run_reports_every_task_and_records_failures_but_not_interruptions(sweep_cwd):
     path = write_yaml(sweep_cwd / "s.yaml", {"base": XOR, "grid": {"train.lr": [0.1, 0.2, 0.3, 0.4]}})
     sw = Sweep.create(path, "runs")
-    outcomes = [(0, ""), (1, "nncli: error: diverged\n"), (130, "nncli: error: interrupted\n"), (-2, "")]
+    outcomes = [(0, ""), (1, "nncli: error: diverged\n"), (130, "nncli: error: interrupted\n"), (-9, "")]
     reported = []
     sw.run(ReturnCodeExecutor(outcomes), lambda t, status: reported.append((t.index, status)))
     assert reported == [(0, "completed"), (1, "failed: nncli: error: diverged"),
-                        (2, "interrupted: nncli: error: interrupted"), (3, "failed (exit -2)")]
+                        (2, "interrupted: nncli: error: interrupted"), (3, "failed (exit -9)")]
     assert [t.index for t in sw.failed] == [1, 3]
     assert not sw.stopped
 

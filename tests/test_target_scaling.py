@@ -449,6 +449,7 @@ def test_an_old_interrupted_run_resumes_on_unscaled_targets(tmp_path, monkeypatc
         if rec.epoch == 2:
             break
     job.write_checkpoint()
+    job.release()  # the job is abandoned here: its lock on the run would refuse the resume
     _strip_new_fields(job.run_dir)
     resumed = TrainingJob.resume(job.run_dir)
     assert not resumed.data.prep.scales_targets
@@ -457,6 +458,7 @@ def test_an_old_interrupted_run_resumes_on_unscaled_targets(tmp_path, monkeypatc
     job2 = TrainingJob(load_config("c.yaml", ["data.standardize_target=true"]), tmp_path / "runs")
     job2.start()
     job2.write_checkpoint()
+    job2.release()
     assert TrainingJob.resume(job2.run_dir).data.prep.scales_targets
 
 
