@@ -323,78 +323,90 @@ class CheckpointError(ValueError):
 
 
 def _check_state(tr: "Trainer", arrays) -> None:
-    def fail(msg):
-        raise CheckpointError(msg)
-
-    def array(key, like):
-        if key not in arrays:
-            fail(f"'{key}' is missing")
-        a = np.asarray(arrays[key])
-        if a.shape != np.shape(like) or a.dtype.kind not in "fiu":
-            fail(f"'{key}' has shape {a.shape} ({a.dtype}), the model needs {np.shape(like)}")
-        if not np.isfinite(a).all():
-            fail(f"'{key}' holds NaN or infinite values")
-
-    def whole(key, value, low, high=None):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-            fail(f"'{key}' is {json.dumps(value)[:40]}, not a whole number from {low} to {high if high is not None else 'any'}")
-
-    def number(key, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            fail(f"'{key}' is {json.dumps(value)[:40]}, not a finite number")
-
-    if "meta" not in arrays:
-        fail("'meta' is missing")
-    try:
-        meta = json.loads(str(np.asarray(arrays["meta"])))
-    except ValueError as e:
-        fail(f"'meta' is not JSON ({e})")
-    if not isinstance(meta, dict):
-        fail("'meta' is not a JSON object")
-    for key in ("epoch", "pos", "wait", "seconds", "rng", "best", "history"):
-        if key not in meta:
-            fail(f"'meta.{key}' is missing")
-    n, epochs = tr.batches.n, tr.options.epochs
-    whole("meta.epoch", meta["epoch"], 0, epochs)
-    whole("meta.pos", meta["pos"], 0, n - 1 if meta["epoch"] < epochs else 0)  # a finished run stands at row 0
-    whole("meta.wait", meta["wait"], 0)
-    number("meta.seconds", meta["seconds"])
-    if not isinstance(meta["rng"], dict) or meta["rng"].get("bit_generator") != tr.rng.bit_generator.state["bit_generator"]:
-        fail(f"'meta.rng' is not a {tr.rng.bit_generator.state['bit_generator']} generator state")
-    history = meta["history"]
-    if not isinstance(history, list) or len(history) != meta["epoch"]:
-        fail(f"'meta.history' must list one row per epoch trained ({meta['epoch']})")
-    for i, row in enumerate(history):
-        if not isinstance(row, list) or len(row) != 6 or row[0] != i + 1:
-            fail(f"'meta.history' row {i + 1} is not [epoch {i + 1}, loss, metric, val_loss, val_metric, seconds]")
-        for v in row[1:]:
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                fail(f"'meta.history' row {i + 1} holds {json.dumps(v)[:40]}, not a number")
-    totals = meta.get("totals")
-    if totals is not None:
-        if not isinstance(totals, dict) or "loss" not in totals or "score" not in totals:
-            fail("'meta.totals' must be an object with 'loss' and 'score'")
-        number("meta.totals.loss", totals["loss"])
-        score = totals["score"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                   for v in (score if isinstance(score, list) else [score])):
-            fail("'meta.totals.score' is not a finite number (or a list of them)")
+    """Every field of a checkpoint against the trainer it is loaded into (CheckpointError)."""
+    meta = _check_meta(tr, arrays)
     for name, p in tr.model.params():
-        array(f"param/{name}", p)
+        _array(arrays, f"param/{name}", p)
     for k, v in tr.optimizer.state().items():
-        array(f"opt/{k}", v)
+        _array(arrays, f"opt/{k}", v)
     if meta["best"] is not None:
         best = meta["best"]
         if not isinstance(best, list) or len(best) != 2:
-            fail("'meta.best' must be null or [val_loss, epoch]")
-        number("meta.best[0]", best[0])
-        whole("meta.best[1]", best[1], 1, meta["epoch"])
+            _fail("'meta.best' must be null or [val_loss, epoch]")
+        _number("meta.best[0]", best[0])
+        _whole("meta.best[1]", best[1], 1, meta["epoch"])
         for name, p in tr.model.params():
-            array(f"best/{name}", p)
+            _array(arrays, f"best/{name}", p)
+    n = tr.batches.n
     if "order" in arrays:
         order = np.asarray(arrays["order"])
         if (order.shape != (n,) or order.dtype.kind not in "iu"
                 or not np.array_equal(np.sort(order), np.arange(n, dtype=order.dtype))):
-            fail(f"'order' is not a permutation of the {n} training rows")
+            _fail(f"'order' is not a permutation of the {n} training rows")
     elif meta["pos"] > 0 and tr.options.shuffle and not tr.batches.full:
-        fail(f"'order' is missing, but the checkpoint stands at row {meta['pos']} of a shuffled epoch")
+        _fail(f"'order' is missing, but the checkpoint stands at row {meta['pos']} of a shuffled epoch")
+
+
+def _check_meta(tr: "Trainer", arrays) -> dict:
+    """The checkpoint's bookkeeping (epoch, position, generator, history, totals), checked."""
+    if "meta" not in arrays:
+        _fail("'meta' is missing")
+    try:
+        meta = json.loads(str(np.asarray(arrays["meta"])))
+    except ValueError as e:
+        _fail(f"'meta' is not JSON ({e})")
+    if not isinstance(meta, dict):
+        _fail("'meta' is not a JSON object")
+    for key in ("epoch", "pos", "wait", "seconds", "rng", "best", "history"):
+        if key not in meta:
+            _fail(f"'meta.{key}' is missing")
+    n, epochs = tr.batches.n, tr.options.epochs
+    _whole("meta.epoch", meta["epoch"], 0, epochs)
+    _whole("meta.pos", meta["pos"], 0, n - 1 if meta["epoch"] < epochs else 0)  # a finished run stands at row 0
+    _whole("meta.wait", meta["wait"], 0)
+    _number("meta.seconds", meta["seconds"])
+    if not isinstance(meta["rng"], dict) or meta["rng"].get("bit_generator") != tr.rng.bit_generator.state["bit_generator"]:
+        _fail(f"'meta.rng' is not a {tr.rng.bit_generator.state['bit_generator']} generator state")
+    history = meta["history"]
+    if not isinstance(history, list) or len(history) != meta["epoch"]:
+        _fail(f"'meta.history' must list one row per epoch trained ({meta['epoch']})")
+    for i, row in enumerate(history):
+        if not isinstance(row, list) or len(row) != 6 or row[0] != i + 1:
+            _fail(f"'meta.history' row {i + 1} is not [epoch {i + 1}, loss, metric, val_loss, val_metric, seconds]")
+        for v in row[1:]:
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                _fail(f"'meta.history' row {i + 1} holds {json.dumps(v)[:40]}, not a number")
+    totals = meta.get("totals")
+    if totals is not None:
+        if not isinstance(totals, dict) or "loss" not in totals or "score" not in totals:
+            _fail("'meta.totals' must be an object with 'loss' and 'score'")
+        _number("meta.totals.loss", totals["loss"])
+        score = totals["score"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in (score if isinstance(score, list) else [score])):
+            _fail("'meta.totals.score' is not a finite number (or a list of them)")
+    return meta
+
+
+def _fail(msg: str):
+    raise CheckpointError(msg)
+
+
+def _array(arrays, key: str, like) -> None:
+    if key not in arrays:
+        _fail(f"'{key}' is missing")
+    a = np.asarray(arrays[key])
+    if a.shape != np.shape(like) or a.dtype.kind not in "fiu":
+        _fail(f"'{key}' has shape {a.shape} ({a.dtype}), the model needs {np.shape(like)}")
+    if not np.isfinite(a).all():
+        _fail(f"'{key}' holds NaN or infinite values")
+
+
+def _whole(key: str, value, low: int, high=None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        _fail(f"'{key}' is {json.dumps(value)[:40]}, not a whole number from {low} to {high if high is not None else 'any'}")
+
+
+def _number(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(f"'{key}' is {json.dumps(value)[:40]}, not a finite number")
