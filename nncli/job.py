@@ -183,17 +183,19 @@ class TrainingJob:
         """Write model.npz, metrics.csv, the pictures and, last, summary.json; return the summary."""
         assert self.run is not None, "start() first"
         res = self.result
-        if res.status == "interrupted":
-            self.write_checkpoint()
-        self.run.write_model(self.model, self.data.prep)
-        self._write_metrics()
-        if plots and res.epochs_run > 0:
-            self._draw()
-        summary = self._summary()
-        self.run.write_summary(summary)
-        if res.status == "completed":
-            self.run.remove_checkpoint()
-        self.release()
+        try:
+            if res.status == "interrupted":
+                self.write_checkpoint()
+            self.run.write_model(self.model, self.data.prep)
+            self._write_metrics()
+            if plots and res.epochs_run > 0:
+                self._draw()
+            summary = self._summary()
+            self.run.write_summary(summary)
+            if res.status == "completed":
+                self.run.remove_checkpoint()
+        finally:  # a failed write must not leave the run locked for the rest of a library caller's process
+            self.release()
         return summary
 
     def release(self) -> None:

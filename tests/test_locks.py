@@ -354,3 +354,29 @@ def test_a_stale_temp_file_in_a_run_directory_goes_with_the_resume(tmp_path, int
     assert rc == 130, (tmp_path / "first.err").read_text()
     assert not any(p.exists() for p in stale), [p.name for p in stale if p.exists()]
     assert tmp_leftovers(wd) == []
+
+
+def test_a_failed_finish_still_releases_the_lock(tmp_path, monkeypatch):
+    """finish() releases the run even when one of its writes fails (a library caller's
+    process goes on, and must be able to resume the run)."""
+    from nncli.config import load_config
+    from nncli.job import TrainingJob
+    from nncli.runs import RunDir
+    from helpers import write_classes_csv, write_config
+
+    write_classes_csv(tmp_path / "data.csv")
+    write_config(tmp_path / "cfg.yaml", train_csv="data.csv", target="label", epochs=2)
+    monkeypatch.chdir(tmp_path)
+    job = TrainingJob(load_config("cfg.yaml"), "runs")
+    job.start()
+    for _ in job.epochs():
+        pass
+    assert RunDir(job.run_dir).is_locked()
+
+    def broken(summary):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(job.run, "write_summary", broken)
+    with pytest.raises(OSError):
+        job.finish(plots=False)
+    assert not RunDir(job.run_dir).is_locked()
