@@ -17,10 +17,11 @@ from typing import List, Optional
 from . import process  # noqa: E402  (standard library only: before anything slow loads)
 
 process.hold_signals_while_loading()
+process.fit_the_address_space()
 
 import typer  # noqa: E402
 
-from .errors import EXIT_INTERRUPTED, NncliError  # noqa: E402
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, NncliError  # noqa: E402
 
 EXIT_CODES_HELP = "Exit codes: 0 success; 1 the job ran and failed (diverged, gradcheck mismatch); 2 bad usage, config or data; 130 interrupted."
 
@@ -57,12 +58,53 @@ def _command(fn):
             process.result_out()
             _error_line(str(e))
             raise typer.Exit(e.exit_code)
+        except MemoryError:
+            process.result_out()
+            _error_line(f"out of memory in nncli {fn.__name__.rstrip('_')}; free memory, or use smaller data, "
+                        "model.layers or train.batch_size")
+            raise typer.Exit(EXIT_USAGE)
+        except OSError as e:  # what the library did not name itself: most often stdout that cannot be written
+            if process.interrupted_by(e):
+                _interrupted_exit()
+            process.result_out()
+            _error_line(_os_error_line(e))
+            raise typer.Exit(EXIT_USAGE)
         except Exception as e:
             if not process.interrupted_by(e):
                 raise
             _interrupted_exit()
 
     return wrapper
+
+
+def _os_error_line(e: OSError) -> str:
+    """One line for an OSError: the file and the cause, or, with no file named, standard output."""
+    cause = e.strerror or str(e) or type(e).__name__
+    if e.filename is not None:
+        return f"{e.filename}: {cause}"
+    return f"cannot write the output: {cause}"
+
+
+def _print_result(text: str) -> None:
+    """``text`` and a newline on stdout, now (flushed); see :func:`_stdout`."""
+    with _stdout():
+        print(text, flush=True)
+
+
+@contextlib.contextmanager
+def _stdout():
+    """``with _stdout():`` around a command's result: if stdout cannot take it (a full disk),
+    OutputError (one line, exit 2). A closed pipe is left to _command: the reader went away,
+    which is no error."""
+    from .errors import OutputError
+
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write to stdout: {e.strerror or e}") from None
 
 
 def _quiet_broken_pipe(stream=None):
@@ -128,25 +170,22 @@ def train(
     # from here until the result is printed, SIGINT/SIGTERM only ask the trainer to stop: a
     # signal that arrives after the last step changes nothing, the run is complete
     with _signals_call(stop):
-        run_dir = job.start()
-        cfg = job.cfg
-        title = f"{cfg.name}: {'-'.join(map(str, cfg.model.layers))} {cfg.loss}, {cfg.train.optimizer} lr {cfg.train.lr}"
-        with view.TrainView(cfg.train.epochs, job.metric_name(), job.data.val is not None, title, quiet=quiet) as tv:
-            for rec in job.history_so_far():
-                tv.update(rec)
-            for rec in job.epochs():
-                tv.update(rec)
-        n_warn = len(job.warnings)
-        summary = job.finish(plots=not no_plots)
+        with job.guarded():  # a full disk or exhausted memory: one line, and the run at its last checkpoint (or gone)
+            run_dir = job.start()
+            cfg = job.cfg
+            title = f"{cfg.name}: {'-'.join(map(str, cfg.model.layers))} {cfg.loss}, {cfg.train.optimizer} lr {cfg.train.lr}"
+            with view.TrainView(cfg.train.epochs, job.metric_name(), job.data.val is not None, title, quiet=quiet) as tv:
+                for rec in job.history_so_far():
+                    tv.update(rec)
+                for rec in job.epochs():
+                    tv.update(rec)
+            n_warn = len(job.warnings)
+            summary = job.finish(plots=not no_plots)
         if not quiet:
             for w in job.warnings[n_warn:]:
                 view.warning(w)
             view.summary_table(summary, str(run_dir), [r.loss for r in job.result.history])
-        if as_json:
-            print(json.dumps({"run_dir": str(run_dir), **summary}, ensure_ascii=False))
-        else:
-            print(run_dir)
-        sys.stdout.flush()
+        _print_result(json.dumps({"run_dir": str(run_dir), **summary}, ensure_ascii=False) if as_json else str(run_dir))
         process.result_out()  # the run is complete (or checkpointed): a signal from here on changes nothing
     if summary["status"] == "diverged":
         raise JobFailed(summary.get("message", "training diverged"))
@@ -238,10 +277,11 @@ def gradcheck(
     from .gradcheck import check_target, failure_message
 
     report, what = check_target(target, samples, eps, tol, seed, list(set_ or []), max_elements)
-    if as_json:
-        print(json.dumps({"target": str(target), "what": what, **report.to_dict()}, ensure_ascii=False))
-    else:
-        view.gradcheck_report(report, what)
+    with _stdout():
+        if as_json:
+            print(json.dumps({"target": str(target), "what": what, **report.to_dict()}, ensure_ascii=False))
+        else:
+            view.gradcheck_report(report, what)
     if not report.passed:
         raise JobFailed(failure_message(report))
 
@@ -264,6 +304,7 @@ def eval_(
     with confusion.png (confusion_<name>_<hash>.png) for a classifier.
     """
     from . import view
+    from .errors import OutputError
     from .inference import evaluate, save_eval
     from .runs import load_run
 
@@ -271,11 +312,17 @@ def eval_(
     report, fname = evaluate(run, data, _sep_option(sep))
     for note in report.get("notes", []):
         view.warning(note)
-    saved = save_eval(run, report, fname, plots=not no_plots)
-    if as_json:
-        print(json.dumps({**report, "saved": [str(p) for p in saved]}, ensure_ascii=False))
-    else:
-        view.eval_report(report, ", ".join(map(str, saved)))
+    try:
+        saved, unsaved = save_eval(run, report, fname, plots=not no_plots), None
+    except OutputError as e:  # the report is shown all the same, then the error line (exit 2)
+        saved, unsaved = [], e
+    with _stdout():
+        if as_json:
+            print(json.dumps({**report, "saved": [str(p) for p in saved]}, ensure_ascii=False))
+        else:
+            view.eval_report(report, ", ".join(map(str, saved)) or "not saved")
+    if unsaved is not None:
+        raise unsaved
 
 
 @app.command()
@@ -329,8 +376,9 @@ def plot(run_dir: Path = typer.Argument(..., help="A run directory.", show_defau
     paths, notes = draw_run(run_dir)
     for note in notes:
         view.warning(note)
-    for path in paths:
-        print(path)
+    with _stdout():
+        for path in paths:
+            print(path)
 
 
 @app.command("runs")
@@ -354,14 +402,15 @@ def runs_(
     df, warnings = list_runs(runs_dir, list(where or []), sort)
     for w in warnings:
         view.warning(w)
-    if fmt == "csv":
-        df.to_csv(sys.stdout, index=False, lineterminator="\n")
-    elif fmt == "json":
-        print(df.to_json(orient="records", force_ascii=False))
-    elif df.empty:
-        view.info(f"no runs in {runs_dir}")
-    else:
-        view.dataframe_table(df)
+    with _stdout():
+        if fmt == "csv":
+            df.to_csv(sys.stdout, index=False, lineterminator="\n")
+        elif fmt == "json":
+            print(df.to_json(orient="records", force_ascii=False))
+        elif df.empty:
+            view.info(f"no runs in {runs_dir}")
+        else:
+            view.dataframe_table(df)
 
 
 @app.command()
@@ -398,10 +447,11 @@ def sweep(
     df, metric, notes = sw.results()
     for note in notes:
         view.warning(note)
-    if not df.empty:
-        view.dataframe_table(df, title=f"sweep {sw.name}: ranked by {metric}")
-    view.info(f"saved {sw.dir / 'results.csv'}")
-    print(sw.dir)
+    with _stdout():
+        if not df.empty:
+            view.dataframe_table(df, title=f"sweep {sw.name}: ranked by {metric}")
+        view.info(f"saved {sw.dir / 'results.csv'}")
+        print(sw.dir)
     if sw.stopped:
         raise Interrupted(f"sweep interrupted; finished runs are kept in {sw.dir}")
     if sw.failed:
@@ -413,7 +463,7 @@ def sweep(
 def data(
     name: str = typer.Argument(..., help="xor, circles, moons, spirals, gauss or sine.", show_default=False),
     output: str = typer.Option(..., "--output", "-o", help="CSV file to write, or - for stdout.", show_default=False),
-    n: Optional[int] = typer.Option(None, "--n", help="Rows (default: the dataset's own)."),
+    n: Optional[str] = typer.Option(None, "--n", help="Rows (default: the dataset's own); 1e4 works too."),
     noise: Optional[float] = typer.Option(None, "--noise", help="Noise in the dataset's units (default: its own)."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same file, byte for byte."),
 ):
@@ -422,7 +472,8 @@ def data(
 
     df = synth.generate(name, n=n, noise=noise, seed=seed)
     if output == "-":
-        sys.stdout.write(synth.csv_text(df))
+        with _stdout():
+            sys.stdout.write(synth.csv_text(df))
     else:
         synth.write_csv(df, output)
         from . import view
@@ -449,8 +500,8 @@ def init(
 
     s = write_starter(data_file, list(target), output, _sep_option(sep))
     if output == "-":
-        sys.stdout.write(s.text)
-        sys.stdout.flush()
+        with _stdout():
+            sys.stdout.write(s.text)
         view.info(f"nncli init: {s.summary}")
     else:
         view.info(f"wrote {output}: {s.summary}; train it with: nncli train {output}")

@@ -17,11 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .activations import ACTIVATIONS, hidden_activations
 from .errors import ConfigError, did_you_mean
+from .formats import SHORT, short, shown
 from .losses import LOSSES
 from .model import INITS
 from .optim import OPTIMIZERS, Hyper, hyperparameters
 from .tasks import TASKS, Task
 from .yamlfile import dump_yaml, read_yaml, safe_load  # noqa: F401 (read_yaml, safe_load: part of this module's API)
+from .yamlfile import AliasExpansionError
 
 MAX_LAYER_SIZE = 1_000_000
 NAME_RE = re.compile(r"[\w][\w.\-]*\Z")  # used with .match: anchored at both ends, no trailing newline
@@ -29,7 +31,7 @@ NAME_RE = re.compile(r"[\w][\w.\-]*\Z")  # used with .match: anchored at both en
 
 def _choice(value: Any, choices, what: str) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {what} {value!r}{did_you_mean(value, choices)} (valid: {', '.join(choices)})")
+        raise ValueError(f"unknown {what} {shown(value)}{did_you_mean(value, choices)} (valid: {', '.join(choices)})")
     return value
 
 
@@ -131,13 +133,13 @@ class ModelConfig(_Section):
                     raise ValueError(f"entry {i}: 'auto' is only allowed for the first or last size")
                 continue
             if isinstance(s, bool) or not isinstance(s, (int, float, str)):
-                raise ValueError(f"entry {i}: {s!r} is not a size")
+                raise ValueError(f"entry {i}: {shown(s)} is not a size")
             try:
                 n = int(s) if not isinstance(s, float) or s.is_integer() else None
             except ValueError:
                 n = None
             if n is None:
-                raise ValueError(f"entry {i}: {s!r} is not a whole number")
+                raise ValueError(f"entry {i}: {shown(s)} is not a whole number")
             if n < 1:
                 raise ValueError(f"entry {i}: sizes must be at least 1 (got {n})")
             if n > MAX_LAYER_SIZE:
@@ -164,7 +166,7 @@ class ModelConfig(_Section):
     def _init(cls, v):
         if v in INITS or v.endswith(".npz"):
             return v
-        raise ValueError(f"unknown init {v!r}{did_you_mean(v, INITS)} (valid: {', '.join(INITS)}, or a path ending in .npz)")
+        raise ValueError(f"unknown init {shown(v)}{did_you_mean(v, INITS)} (valid: {', '.join(INITS)}, or a path ending in .npz)")
 
     @model_validator(mode="after")
     def _hidden(self):
@@ -198,6 +200,30 @@ class _TrainCore(_Section):
     def _optimizer(cls, v):
         return _choice(v, tuple(OPTIMIZERS), "optimizer")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _optimizer_defaults(cls, data):
+        """A hyperparameter left out takes the default of the optimizer the config names: a key
+        shared by several optimizers (momentum, eps) has one field whose default is the first
+        declaration's, but rmsprop's momentum is 0 and adagrad's eps 1e-10, as in torch.optim."""
+        if isinstance(data, dict):
+            chosen = OPTIMIZERS.get(data.get("optimizer", "sgd")) if isinstance(data.get("optimizer", "sgd"), str) else None
+            if chosen is not None:
+                data = {**{k: h.default for k, h in chosen.hyperparameters.items()}, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _optimizer_bounds(self):
+        """The chosen optimizer's own bounds for a shared key (nesterov's momentum must be > 0)."""
+        for k, h in OPTIMIZERS[self.optimizer].hyperparameters.items():
+            v = getattr(self, k, None)
+            if v is not None:
+                try:
+                    h.check(k, v)
+                except ValueError:
+                    raise ValueError(f"train.{k}: optimizer '{self.optimizer}' needs {k} in {h.interval()} (got {v})") from None
+        return self
+
     @field_validator("batch_size", mode="before")
     @classmethod
     def _batch(cls, v):
@@ -205,7 +231,7 @@ class _TrainCore(_Section):
             try:
                 v = int(v)
             except ValueError:
-                raise ValueError(f"must be a positive whole number or 'full' (got {v!r})") from None
+                raise ValueError(f"must be a positive whole number or 'full' (got {shown(v)})") from None
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 1:
             raise ValueError(f"must be at least 1 or 'full' (got {v})")
         return v
@@ -213,6 +239,8 @@ class _TrainCore(_Section):
 
 def _hyper_field(h: Hyper):
     """A config field for an optimizer's hyperparameter, with the bounds it declares."""
+    if isinstance(h.default, bool):  # a switch: true or false
+        return (bool, Field(h.default, description=h.doc))
     bounds = {}
     if h.low is not None:
         bounds["gt" if h.low_open else "ge"] = h.low
@@ -234,7 +262,7 @@ class Config(_Section):
     @classmethod
     def _name(cls, v):
         if v is not None and (not NAME_RE.match(v) or len(v) > 100):
-            raise ValueError(f"{v!r} is not a valid run name: use letters, digits, '.', '_' and '-', not starting with '.' or '-'")
+            raise ValueError(f"{shown(v)} is not a valid run name: use letters, digits, '.', '_' and '-', not starting with '.' or '-'")
         return v
 
     @field_validator("loss")
@@ -328,7 +356,7 @@ def format_validation_error(err: ValidationError, source: str, schema: type[Base
     # an unknown key first: a misspelled key also makes its correct spelling "missing"
     errs = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
     e = errs[0]
-    loc = [str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "list", "bool", "literal['auto']", "literal['full']")))]
+    loc = [short(p, 60) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "float", "list", "bool", "literal['auto']", "literal['full']")))]
     path = ".".join(loc)
     typ = e["type"]
     if typ == "extra_forbidden":
@@ -353,9 +381,10 @@ def format_validation_error(err: ValidationError, source: str, schema: type[Base
         if path and msg.startswith(path + "."):  # the message names a more precise key itself
             path = ""
         if typ not in ("value_error",) and "input" in e and not isinstance(e["input"], (dict, list)):
-            msg += f" (got {e['input']!r})"
+            msg += f" (got {shown(e['input'])})"
     more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
-    return f"{source}: {path + ': ' if path else ''}{msg}{more}"
+    # a validator's message quoting a whole value from the file stays one short line all the same
+    return f"{source}: {path + ': ' if path else ''}{short(msg, 4 * SHORT)}{more}"
 
 
 def _section_for(schema: type[BaseModel], loc: list[str]):
@@ -374,17 +403,19 @@ def _section_for(schema: type[BaseModel], loc: list[str]):
 def parse_override(text: str) -> tuple[list[str], Any]:
     """'train.lr=0.1' -> (['train', 'lr'], 0.1); the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. --set train.lr=0.1")
+        raise ConfigError(f"--set {short(text)}: expected KEY=VALUE, e.g. --set train.lr=0.1")
     key, _, raw = text.partition("=")
     key = key.strip()
     if not key or any(not p for p in key.split(".")):
-        raise ConfigError(f"--set {text}: expected KEY=VALUE with a dotted key such as train.lr")
+        raise ConfigError(f"--set {short(text)}: expected KEY=VALUE with a dotted key such as train.lr")
     try:
         value = safe_load(raw) if raw.strip() else None
     except RecursionError:
-        raise ConfigError(f"--set {text}: the value is nested too deeply") from None
+        raise ConfigError(f"--set {short(text)}: the value is nested too deeply") from None
+    except AliasExpansionError as e:
+        raise ConfigError(f"--set {short(text)}: {e.message}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"--set {short(text)}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return key.split("."), value
 
 
@@ -398,7 +429,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node[part]
             if not isinstance(node, dict):
                 section = ".".join(path[: i + 1])
-                raise ConfigError(f"--set {text}: '{section}' is not a section")
+                raise ConfigError(f"--set {short(text)}: '{section}' is not a section")
         node[path[-1]] = value
     return raw
 

@@ -102,9 +102,28 @@ def open_csv_source(path: str | Path, key: str = "") -> tuple[Path, str]:
         raise DataError(f"{source}: file not found{hint}")
     if p.is_dir():
         raise DataError(f"{source}: is a directory, not a CSV file")
+    kind = _special_file(p)
+    if kind:  # nncli reads a table more than once (its header, its fingerprint, its rows)
+        stdin = "" if key else " (or give - to read CSV on stdin)"
+        raise DataError(f"{source}: is {kind}, not a regular file; save the table to a file first{stdin}")
     if p.stat().st_size == 0:
         raise DataError(f"{source}: the file is empty (0 bytes); expected a header line and data rows")
     return p, source
+
+
+def _special_file(p: Path) -> str:
+    """'a character device', 'a named pipe (FIFO)', ... for a path that is no regular file; '' otherwise."""
+    import stat
+
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return ""
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return ""
 
 
 def read_csv(path: str | Path, key: str = "", str_columns=(), required=(), na_values=(), sep=None):
@@ -198,6 +217,10 @@ def atomic_file(path: str | Path, mode: str = "wb", **open_kw) -> Iterator:
         fh.close()
         os.replace(tmp, path)
         done = True
+    except OSError as e:
+        if e.filename is None or e.filename == str(tmp):  # the error names the file the user knows
+            e.filename, e.filename2 = str(path), None
+        raise
     finally:
         if not done:
             try:

@@ -31,6 +31,10 @@ class RunError(NncliError):
     """A run directory is missing, incomplete or corrupt."""
 
 
+class OutputError(NncliError):
+    """A result cannot be written: stdout or an output file (a full disk, a read-only file system)."""
+
+
 class JobFailed(NncliError):
     """The job ran and failed (training diverged, gradients disagree)."""
 

@@ -57,6 +57,32 @@ def short(text, limit: int = SHORT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def shown(value, limit: int = 60) -> str:
+    """A user's value as a message quotes it: its repr, cut to ``limit`` characters (a value
+    from a file may be megabytes long, or a list of millions)."""
+    return short(_bounded_repr(value), limit)
+
+
+def _bounded_repr(value, depth: int = 0) -> str:
+    """repr(value), but long or deep lists, tuples and dicts are cut before they are formatted."""
+    if isinstance(value, dict):
+        if depth >= 3:
+            return "{...}"
+        parts = [f"{_bounded_repr(k, depth + 1)[:30]}: {_bounded_repr(v, depth + 1)[:30]}" for k, v in list(value.items())[:8]]
+    elif isinstance(value, (list, tuple)):
+        if depth >= 3:
+            return "[...]" if isinstance(value, list) else "(...)"
+        parts = [_bounded_repr(v, depth + 1)[:30] for v in value[:8]]
+    elif isinstance(value, str) and len(value) > 200:
+        return repr(value[:200])
+    else:
+        return repr(value)
+    if len(value) > 8:
+        parts.append(f"... {len(value):,} items")
+    brackets = {dict: "{}", list: "[]"}.get(type(value), "()")
+    return brackets[0] + ", ".join(parts) + ("," if isinstance(value, tuple) and len(value) == 1 else "") + brackets[1]
+
+
 # ---------------------------------------------------------------------- names
 
 
@@ -89,9 +115,9 @@ def check_sep(value) -> str:
     """
     sep = SEP_WORDS.get(value, value) if isinstance(value, str) else value
     if not isinstance(sep, str) or len(sep) != 1:
-        raise ValueError(f"must be one character such as ',', ';', '|' or tab, not {value!r}")
+        raise ValueError(f"must be one character such as ',', ';', '|' or tab, not {shown(value)}")
     if sep in "\"\r\n" or sep.isalnum():
-        raise ValueError(f"{value!r} cannot separate columns; use a character such as ',', ';', '|' or tab")
+        raise ValueError(f"{shown(value)} cannot separate columns; use a character such as ',', ';', '|' or tab")
     return sep
 
 

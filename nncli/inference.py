@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +21,7 @@ import numpy as np
 from . import metrics as M
 from .csvio import MISSING, missing_columns_message
 from .data import data_files, read_labelled_csv, read_train_csv, unseen_notes, usable_rows
-from .errors import DataError
+from .errors import DataError, OutputError
 from .formats import CsvSink, open_input, table_writer
 from .losses import LOSSES
 from .runs import Run
@@ -133,14 +134,21 @@ def _classification_report(prep, Y, A) -> dict:
 
 
 def save_eval(run: Run, report: dict, fname: str, plots: bool = True) -> list[Path]:
-    """Write the report (and, for a classifier, its confusion.png) into the run directory."""
-    saved = [run.dir.write_report(fname, report)]
+    """Write the report (and, for a classifier, its confusion.png) into the run directory;
+    OutputError naming the file if one cannot be written (a full disk, a read-only run)."""
+    try:
+        saved = [run.dir.write_report(fname, report)]
+    except OSError as e:
+        raise OutputError(f"{run.path / fname}: cannot save the report ({e.strerror or e})") from None
     if plots and "confusion_matrix" in report:
         from .plots import confusion_plot
 
         cm = report["confusion_matrix"]
         png = run.path / (fname.replace("eval", "confusion", 1).removesuffix(".json") + ".png")
-        saved.append(confusion_plot(cm["matrix"], cm["labels"], png, f"{run.config.name}: {report['source']}"))
+        try:
+            saved.append(confusion_plot(cm["matrix"], cm["labels"], png, f"{run.config.name}: {report['source']}"))
+        except OSError as e:
+            raise OutputError(f"{png}: cannot save the picture ({e.strerror or e}); {saved[0]} was saved") from None
     return saved
 
 
@@ -169,7 +177,7 @@ def predict(run: Run, input_path: str, output_path: str = "-", proba: bool = Tru
         if skip_invalid and "error" in table.header:
             raise DataError(f"{table.source}: already has a column 'error'; rename it to use --skip-invalid")
         if output_path == "-":
-            return _write_predictions(run, table, new_cols, CsvSink(sys.stdout), chunk_rows, notes)
+            return _write_predictions(run, table, new_cols, _StdoutSink(sys.stdout), chunk_rows, notes)
         if Path(output_path).is_dir():
             raise DataError(f"-o {output_path}: is a directory")
         try:
@@ -177,6 +185,29 @@ def predict(run: Run, input_path: str, output_path: str = "-", proba: bool = Tru
                 return _write_predictions(run, table, new_cols, out, chunk_rows, notes)
         except OSError as e:
             raise DataError(f"-o {output_path}: cannot write ({e.strerror or e})") from None
+
+
+class _StdoutSink(CsvSink):
+    """CSV on stdout: a stdout that cannot be written (a full disk) is one OutputError; a closed
+    pipe (``| head``) stays a BrokenPipeError, which the CLI ends quietly."""
+
+    def write(self, df, header: list[str]) -> None:
+        with _stdout_errors():
+            super().write(df, header)
+
+    def close(self) -> None:
+        with _stdout_errors():
+            super().close()
+
+
+@contextmanager
+def _stdout_errors():
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write the predictions to stdout: {e.strerror or e}") from None
 
 
 def _predict_chunk(prep, model, feats, unseen: dict, source: str, offset: int, fix) -> np.ndarray:

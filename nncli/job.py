@@ -4,12 +4,21 @@ config -> data (read, split, preprocess) -> model -> fit -> run directory. Every
 can be wrong with the config or the data is found in :class:`TrainingJob` ``__init__``,
 before the run directory exists, so bad input writes nothing. Then :meth:`TrainingJob.start`
 creates the run directory, :meth:`TrainingJob.epochs` trains (yielding records for a view),
-and :meth:`TrainingJob.finish` writes the weights, the metrics and, last, summary.json.
+and :meth:`TrainingJob.finish` writes the weights, the pictures and, last, summary.json.
+
+metrics.csv grows by appending as epochs complete; a checkpoint (on an interruption, or
+every train.checkpoint_every epochs) records its length, so a checkpoint's size does not
+grow with the epochs. A file that cannot be written (a full disk, a read-only file
+system) or memory that runs out leaves the run at its last checkpoint, or, with none, no
+run directory at all (:meth:`TrainingJob.guarded`).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Optional
@@ -20,6 +29,7 @@ from .config import Config
 from .data import Dataset, data_files, load_dataset
 from .errors import ConfigError, RunError
 from .losses import LOSSES
+from .memory import check_training_memory
 from .model import MLP, load_weights
 from .optim import OPTIMIZERS, Optimizer
 from .runs import CHECKPOINT, LOCK, RunDir, versions
@@ -70,6 +80,7 @@ def prepare(cfg: Config) -> tuple[Dataset, MLP, np.random.Generator, Config]:
     rng = np.random.default_rng(cfg.seed)
     data = load_dataset(cfg, rng)
     sizes = resolve_sizes(cfg, data.prep.n_inputs, data.prep.n_outputs, data.prep.input_names)
+    check_training_memory(cfg, sizes, data)  # all training will allocate, the model included, before any of it is
     model = build_model(cfg, sizes, rng)
     resolved = cfg.model_copy(deep=True)
     resolved.model.layers = sizes
@@ -102,6 +113,11 @@ class TrainingJob:
         self.warnings = self.cfg.warnings() + list(self.data.notes)
         self.data_files = data_files(self.cfg)  # fingerprints of what was read, saved with the run
         self.created = ""
+        self.resumed = False
+        self._metrics_size: Optional[int] = None  # bytes of metrics.csv written (None: not started)
+        self._logged = 0  # epochs of the history in metrics.csv
+        self._flushed = 0.0  # when metrics.csv was last appended to
+        self._checkpoint_epoch: Optional[int] = None  # the epoch of the checkpoint on disk, if any
 
     @classmethod
     def resume(cls, run_dir: Path | str) -> "TrainingJob":
@@ -127,13 +143,18 @@ class TrainingJob:
         if changed:  # the rest of the run would train on other data: no bit-identical resume
             raise RunError(f"cannot resume: {changed[0]}; put the original file back")
         try:
-            job.trainer.load_state(state)
+            job.trainer.check_state(state)
+            epoch = json.loads(str(state["meta"]))["epoch"]
+            size = _metrics_bytes(state)
+            history = None if size is None else rd.read_history(size, epoch, job.data.val is not None)
+            job.trainer.load_state(state, history)
         except CheckpointError as e:
             raise RunError(f"{rd / CHECKPOINT}: {e}; the checkpoint is damaged or not of this run, so it cannot be resumed") from None
         except (ValueError, KeyError, TypeError) as e:
             raise RunError(f"{rd / CHECKPOINT}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-        job.run = rd
+        job.run, job.resumed = rd, True
         job.created = summary.get("created", "")
+        job._metrics_size, job._checkpoint_epoch = size, epoch
         return job
 
     @property
@@ -148,24 +169,37 @@ class TrainingJob:
         return self.cfg.task.metric
 
     def start(self) -> Path:
-        """Create the run directory and write what is known before training; resumed: mark it incomplete."""
+        """Create the run directory and write what is known before training; resumed: mark it
+        incomplete and cut metrics.csv back to the checkpoint's epochs. Raises OSError if a
+        file cannot be written (call it inside :meth:`guarded`)."""
+        metric, has_val = self.metric_name(), self.data.val is not None
+        self.trainer.rehearse()  # every buffer allocated now, before anything is written
         if self.run is not None:  # resumed: the directory and its config exist
             self.run.clear_summary()
+            if self._metrics_size is None:  # a checkpoint of nncli < 0.2 carries the history itself
+                self._metrics_size = self.run.start_metrics(metric, has_val, self.result.history)
+            else:  # rows appended after the checkpoint (then SIGKILL, or a failed save) go
+                self.run.cut_metrics(self._metrics_size)
+            self._logged = len(self.result.history)
             return self.run.path
         self.run = _created_locked(self.runs_dir, self.cfg.name)
         self.run.write_config(self.cfg)
         self.run.write_preprocess(self.data.prep)
         self.run.write_splits(self.data.rows, self.data.n_rows)
         self.run.write_data_files(self.data_files)
+        self._metrics_size = self.run.start_metrics(metric, has_val)
         self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return self.run.path
 
     def epochs(self) -> Iterator[EpochRecord]:
-        """The trainer's records; writes a checkpoint every train.checkpoint_every epochs."""
+        """The trainer's records; appends them to metrics.csv (about once a second, so that a
+        listing sees the progress) and writes a checkpoint every train.checkpoint_every epochs."""
         every = self.cfg.train.checkpoint_every
         for rec in self.trainer.epochs():
             if every and rec.epoch % every == 0 and rec.epoch < self.cfg.train.epochs:
                 self.write_checkpoint()
+            elif self.run is not None and time.monotonic() - self._flushed > METRICS_FLUSH_SECONDS:
+                self._log_metrics()  # (a job driven without start(), as the benchmarks do, writes nothing)
             yield rec
 
     def history_so_far(self) -> list[EpochRecord]:
@@ -173,30 +207,77 @@ class TrainingJob:
         return list(self.result.history)
 
     def write_checkpoint(self) -> None:
-        self.run.write_checkpoint(self.trainer.state())
-        self._write_metrics()
+        """checkpoint.npz of where training stands, after the epochs so far are in metrics.csv
+        (synced: the checkpoint records how many bytes of it are its history)."""
+        self._log_metrics(sync=True)
+        state = self.trainer.state()
+        state["metrics_bytes"] = np.int64(self._metrics_size)
+        self.run.write_checkpoint(state)
+        self._checkpoint_epoch = self.trainer.epoch
 
-    def _write_metrics(self) -> None:
-        self.run.write_metrics(self.result.history, self.metric_name(), self.data.val is not None)
+    def _log_metrics(self, sync: bool = False) -> None:
+        """Append the epochs not yet in metrics.csv."""
+        history = self.result.history
+        self._metrics_size = self.run.append_metrics(history[self._logged:], self.metric_name(),
+                                                     self.data.val is not None, sync=sync)
+        self._logged = len(history)
+        self._flushed = time.monotonic()
 
     def finish(self, plots: bool = True) -> dict:
-        """Write model.npz, metrics.csv, the pictures and, last, summary.json; return the summary."""
+        """Write the last epochs, model.npz, the pictures and, last, summary.json; return the
+        summary. Raises OSError if a file cannot be written (call it inside :meth:`guarded`)."""
         assert self.run is not None, "start() first"
         res = self.result
         try:
             if res.status == "interrupted":
                 self.write_checkpoint()
+            else:
+                self._log_metrics(sync=True)
             self.run.write_model(self.model, self.data.prep)
-            self._write_metrics()
             if plots and res.epochs_run > 0:
                 self._draw()
             summary = self._summary()
             self.run.write_summary(summary)
             if res.status == "completed":
-                self.run.remove_checkpoint()
+                try:
+                    self.run.remove_checkpoint()
+                except OSError as e:  # the run is complete all the same; a later resume refuses it
+                    self.warnings.append(f"could not remove {self.run / CHECKPOINT}: {e.strerror}")
         finally:  # a failed write must not leave the run locked for the rest of a library caller's process
             self.release()
         return summary
+
+    @contextmanager
+    def guarded(self):
+        """``with job.guarded():`` around start(), the epochs and finish(): a file that cannot be
+        written (OSError) or memory that runs out (MemoryError) becomes one RunError (exit 2) saying
+        what was kept (:meth:`failed`)."""
+        try:
+            yield self
+        except (OSError, MemoryError) as e:
+            raise self.failed(e) from None
+
+    def failed(self, e: BaseException) -> RunError:
+        """The error of a job stopped by ``e``, after tidying up: the run is kept at its last
+        checkpoint if it has one (written atomically, so intact); a new run without one is
+        removed, so that no partial run directory is left; a resumed run is left as it was."""
+        if isinstance(e, MemoryError):
+            cause = (f"out of memory while training {self.cfg.name} ({'-'.join(map(str, self.cfg.model.layers))}, "
+                     f"batch size {self.cfg.train.batch_size}); use a smaller model.layers or train.batch_size")
+        else:
+            where = getattr(e, "filename", None) or (self.run.path if self.run is not None else self.runs_dir)
+            cause = f"{where}: cannot write ({getattr(e, 'strerror', None) or e})"
+        run = self.run
+        self.release()
+        if run is None:
+            return RunError(cause)
+        if self._checkpoint_epoch is not None and run.exists(CHECKPOINT):
+            return RunError(f"{cause}; the run is kept at its checkpoint after epoch {self._checkpoint_epoch}: "
+                            f"make room, then continue it with: nncli train --resume {run.path}")
+        if self.resumed:
+            return RunError(f"{cause}; {run.path} is left as it was")
+        shutil.rmtree(run.path, ignore_errors=True)
+        return RunError(f"{cause}; nothing could be saved, so the new run directory {run.path} was removed")
 
     def release(self) -> None:
         """Let other processes resume the run (finish() does; the process's end does too)."""
@@ -223,6 +304,7 @@ class TrainingJob:
             summary["dropped_rows"] = dict(self.data.dropped_rows)
         summary["warnings"] = list(self.warnings)  # the data's notes (near-unique columns, dropped rows, ...) and the config's
         summary["versions"] = versions()
+        summary["files"] = self.run.digests()  # load_run checks them: a changed model.npz is refused, not used
         return summary
 
     def _draw(self) -> None:
@@ -237,6 +319,19 @@ class TrainingJob:
             plots.render(plots.run_spec(self.run.path, self.cfg.name, history, self.model, prep, *points))
         except Exception as e:
             self.warnings.append(f"could not draw the pictures: {type(e).__name__}: {e}")
+
+
+METRICS_FLUSH_SECONDS = 1.0  # how often the epochs trained are appended to metrics.csv (and at checkpoints)
+
+
+def _metrics_bytes(state) -> Optional[int]:
+    """The bytes of metrics.csv a checkpoint's history is (None: a checkpoint of nncli < 0.2, history inside)."""
+    if "metrics_bytes" not in state:
+        return None
+    size = np.asarray(state["metrics_bytes"])
+    if size.shape != () or size.dtype.kind not in "iu" or int(size) < 0:
+        raise CheckpointError("'metrics_bytes' is not a whole number of bytes")
+    return int(size)
 
 
 def _as_trained(cfg: Config, rd: RunDir) -> Config:

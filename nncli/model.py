@@ -234,8 +234,12 @@ def load_weights(path, sizes: Optional[Sequence[int]] = None, what: str = "weigh
     """
     import zipfile
 
+    from .npzfile import read_npz
+
+    expect = {} if sizes is None else {
+        k: shape for l in range(1, len(sizes)) for k, shape in ((f"W{l}", (sizes[l], sizes[l - 1])), (f"b{l}", (sizes[l],)))}
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with read_npz(path, expect) as z:  # each tensor's header checked before it is allocated
             return _read_layers(path, z, sizes, what)
     except ConfigError:
         raise
@@ -248,6 +252,8 @@ def load_weights(path, sizes: Optional[Sequence[int]] = None, what: str = "weigh
 
 
 def _read_layers(path, z, sizes, what):
+    from .npzfile import NpzMemberError
+
     keys = set(z.files)
     L = len(sizes) - 1 if sizes is not None else sum(1 for k in keys if k.startswith("W") and k[1:].isdigit())
     if L < 1:
@@ -259,6 +265,8 @@ def _read_layers(path, z, sizes, what):
                 raise ConfigError(f"{path}: tensor '{name}' is missing (expected W1..W{L} and b1..b{L})")
         try:
             Wl, bl = z[f"W{l}"], z[f"b{l}"]
+        except NpzMemberError as e:  # a shape other than the config's, a pickle, more than memory holds
+            raise ConfigError(f"{path}: {e}{' (n_out, n_in)' if e.name[0] == 'W' and e.expected else ''}") from None
         except ValueError as e:  # object arrays need pickle: refused
             raise ConfigError(f"{path}: tensor 'W{l}' or 'b{l}' holds pickled objects; refused ({e})") from None
         if sizes is not None:

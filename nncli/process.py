@@ -30,6 +30,43 @@ def hold_signals_while_loading() -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
+# below this address-space limit (ulimit -v), nncli's libraries are told to reserve less (see below)
+SMALL_ADDRESS_SPACE = 2 << 30
+# below this one, numpy, pandas and OpenBLAS may not even load (OpenBLAS then ends the process
+# with its own message and exit 1): nncli refuses to start, with one line (measured: ~350 MiB
+# for training the xor config with one BLAS thread)
+MIN_ADDRESS_SPACE = 400 << 20
+
+
+def fit_the_address_space() -> None:
+    """Under a small ``ulimit -v`` (RLIMIT_AS below :data:`SMALL_ADDRESS_SPACE`), before numpy
+    and pandas load: OpenBLAS gets one thread (each thread reserves its own buffers, and
+    OpenBLAS ends the process with exit 1 when one cannot be had) and Arrow (which pandas uses
+    for text columns) the system allocator (its default pool reserves ~1 GiB of address space
+    up front). Variables the user set are kept. No limit: nothing changes."""
+    import os
+
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, AttributeError, OSError, ValueError):
+        return
+    if soft == resource.RLIM_INFINITY or soft >= SMALL_ADDRESS_SPACE or "numpy" in sys.modules:
+        return
+    if soft < MIN_ADDRESS_SPACE:
+        try:
+            print(f"nncli: error: nncli needs at least {MIN_ADDRESS_SPACE >> 20} MiB of address space to load numpy and "
+                  f"pandas, and ulimit -v allows {soft >> 20} MiB; raise the limit (ulimit -v {MIN_ADDRESS_SPACE >> 10})",
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass
+        os._exit(2)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+
 class State:
     """What main() set up; in-process callers of ``app`` (the tests) keep their own handlers."""
 

@@ -20,6 +20,7 @@ paths or parse these files themselves: they ask a :class:`RunDir`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import secrets
@@ -32,14 +33,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .csvio import atomic_write_text, write_json, write_npz, write_rows
+from .csvio import atomic_write_text, fingerprint, write_json, write_npz
 from .errors import ConfigError, RunError
+from .npzfile import read_npz
 
 CONFIG, PREPROCESS, SPLITS, METRICS = "config.yaml", "preprocess.json", "splits.npz", "metrics.csv"
 MODEL, CHECKPOINT, SUMMARY = "model.npz", "checkpoint.npz", "summary.json"
 SPLIT_NAMES = ("train", "val", "test")
 DATA_FILES = "data_files.json"
 SWEEP_FILE = "sweep.yaml"  # marks a sweep directory (its runs inside) among the run directories
+SEALED = (PREPROCESS, SPLITS, MODEL)  # a complete run's summary.json records their SHA-256 ('files')
 LOCK = ".lock"  # flock'ed while a process trains or resumes the run (RunDir.acquire)
 LOCK_WAIT = 1.0  # seconds acquire() retries, so a listing's momentary probe is never taken for a trainer
 
@@ -235,7 +238,7 @@ class RunDir:
             raise RunError(f"{self / CONFIG}: model.layers still says 'auto'; not a saved run config")
         try:
             W, b = load_weights(self / MODEL, sizes, what="model")
-            with np.load(self / MODEL, allow_pickle=False) as z:
+            with read_npz(self / MODEL) as z:  # nncli.npzfile: headers checked before allocation, no pickles
                 arrays = {k: z[k] for k in ("x_mean", "x_std", "classes", "y_mean", "y_std") if k in z.files}
             prep = Preprocessor.from_json(meta, arrays)
         except ConfigError as e:
@@ -265,7 +268,7 @@ class RunDir:
         if not self.exists(SPLITS):
             return None
         try:
-            with np.load(self / SPLITS, allow_pickle=False) as z:
+            with read_npz(self / SPLITS) as z:  # nncli.npzfile: headers checked before allocation, no pickles
                 out = {k: np.asarray(z[k]) for k in SPLIT_NAMES if k in z.files}
                 out["n_rows"] = int(z["n_rows"])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
@@ -304,15 +307,70 @@ class RunDir:
         return out
 
     # -------------------------------------------------------------- metrics.csv
-    def write_metrics(self, history, metric: str, has_val: bool) -> None:
-        header = ["epoch", "loss", metric] + (["val_loss", f"val_{metric}"] if has_val else [])
-        rows = []
-        for r in history:
-            row = [r.epoch, repr(float(r.loss)), repr(float(r.metric))]
-            if has_val:
-                row += [repr(float(r.val_loss)), repr(float(r.val_metric))]
-            rows.append(row)
-        write_rows(self / METRICS, header, rows)
+    # Appended, never rewritten: start_metrics writes the header, append_metrics adds the rows
+    # of new epochs. A checkpoint records the file's length when it was written
+    # (:meth:`append_metrics` with sync), and a resume cuts the file back to that length.
+    def start_metrics(self, metric: str, has_val: bool, history=()) -> int:
+        """metrics.csv with its header (and the rows of ``history``), atomically; its size in bytes."""
+        text = metrics_text(metric, has_val, history, header=True)
+        atomic_write_text(self / METRICS, text)
+        return len(text.encode("utf-8"))
+
+    def append_metrics(self, history, metric: str, has_val: bool, sync: bool = False) -> int:
+        """Add the rows of ``history`` (whole lines, one write); fsynced if ``sync``. The file's size in bytes."""
+        try:
+            with open(self / METRICS, "ab") as fh:
+                if history:
+                    fh.write(metrics_text(metric, has_val, history).encode("utf-8"))
+                    fh.flush()
+                if sync:
+                    os.fsync(fh.fileno())
+                return fh.tell()
+        except OSError as e:
+            e.filename = e.filename or str(self / METRICS)
+            raise
+
+    def cut_metrics(self, size: int) -> None:
+        """Drop what was appended after the first ``size`` bytes (epochs after a checkpoint)."""
+        os.truncate(self / METRICS, size)
+
+    def read_history(self, size: int, epochs: int, has_val: bool) -> list:
+        """The EpochRecords in the first ``size`` bytes of metrics.csv, which must be epochs 1..``epochs``
+        (what a checkpoint recorded); RunError otherwise. Their times are not kept: seconds None."""
+        from .train import EpochRecord
+
+        path = self / METRICS
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(size)
+        except FileNotFoundError:
+            raise RunError(f"{self.path}: {METRICS} is missing; the checkpoint needs its first {epochs} rows") from None
+        except OSError as e:
+            raise RunError(f"{path}: unreadable ({e.strerror})") from None
+        if len(data) != size:
+            raise RunError(f"{path}: shorter ({len(data)} bytes) than when the checkpoint was written ({size}); "
+                           "the run cannot be resumed")
+        if not data.endswith(b"\n"):
+            raise RunError(f"{path}: byte {size}, where the checkpoint's history ends, is not the end of a line; "
+                           "the files are not of one run")
+        try:
+            reader = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
+            rows = list(reader)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise RunError(f"{path}: unreadable ({e})") from None
+        _check_metrics(path, reader.fieldnames or [], rows)
+        if [int(float(r["epoch"])) for r in rows] != list(range(1, epochs + 1)):
+            raise RunError(f"{path}: its first {size} bytes do not hold epochs 1 to {epochs}, as the checkpoint says; "
+                           "the files are not of one run")
+        cols = list(reader.fieldnames)
+        metric = cols[2] if len(cols) > 2 else ""
+
+        def num(r, col):
+            return float(r[col]) if col in r else None
+
+        return [EpochRecord(int(float(r["epoch"])), float(r["loss"]), num(r, metric),
+                            num(r, "val_loss") if has_val else None, num(r, f"val_{metric}") if has_val else None, None)
+                for r in rows]
 
     def read_metrics(self) -> list[dict[str, str]]:
         """One dict per epoch, the cells as written (checked: whole epochs, numbers or nan)."""
@@ -337,7 +395,7 @@ class RunDir:
             raise RunError(f"{self.path}: no {CHECKPOINT} to resume from (runs are checkpointed when interrupted, "
                            "and every train.checkpoint_every epochs)")
         try:
-            with np.load(self / CHECKPOINT, allow_pickle=False) as z:
+            with read_npz(self / CHECKPOINT) as z:  # nncli.npzfile: headers checked before allocation, no pickles
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise RunError(without_pickle_advice(f"{self / CHECKPOINT}: unreadable checkpoint ({type(e).__name__}: {e})")) from None
@@ -358,6 +416,27 @@ class RunDir:
                 raise RunError(f"{self / SUMMARY}: {problem}; restore the file, or train again")
         return s
 
+    def digests(self) -> dict[str, str]:
+        """{name: SHA-256} of the run's :data:`SEALED` files there are (summary.json keeps them)."""
+        return {name: fingerprint(self / name)["sha256"] for name in SEALED if self.exists(name)}
+
+    def check_digests(self, summary: dict) -> None:
+        """RunError if a file whose SHA-256 ``summary['files']`` records is missing or has changed
+        since the run was saved: a corrupted or edited weight or preprocessing file would
+        otherwise predict wrongly without a word. A run saved before digests were kept: nothing to check."""
+        for name, digest in (summary.get("files") or {}).items():
+            if name not in SEALED:
+                continue
+            if not self.exists(name):
+                raise RunError(f"{self.path}: {name} is missing; restore the file, or train again")
+            try:
+                now = fingerprint(self / name)["sha256"]
+            except OSError as e:
+                raise RunError(f"{self / name}: unreadable ({e.strerror})") from None
+            if now != digest:
+                raise RunError(f"{self / name}: changed since the run was saved (its SHA-256 is not the one "
+                               f"{SUMMARY} records); restore the file, or train again")
+
     def clear_summary(self) -> None:
         """Mark the run incomplete again (a resumed run, until it finishes)."""
         (self / SUMMARY).unlink(missing_ok=True)
@@ -376,6 +455,21 @@ class RunDir:
             return None
         except (ValueError, UnicodeDecodeError) as e:
             raise RunError(f"{self / name}: corrupt JSON ({e})") from None
+
+
+def metrics_text(metric: str, has_val: bool, history, header: bool = False) -> str:
+    """metrics.csv lines: the header (if ``header``), then one row per EpochRecord, floats as repr
+    (they read back bit for bit)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(["epoch", "loss", metric] + (["val_loss", f"val_{metric}"] if has_val else []))
+    for r in history:
+        row = [r.epoch, repr(float(r.loss)), repr(float(r.metric))]
+        if has_val:
+            row += [repr(float(r.val_loss)), repr(float(r.val_metric))]
+        w.writerow(row)
+    return buf.getvalue()
 
 
 def _check_metrics(path: Path, header: list, rows: list[dict]) -> None:
@@ -408,6 +502,9 @@ def _summary_problem(s) -> Optional[str]:
     for key in ("metrics", "val_metrics"):
         if s.get(key) is not None and not isinstance(s[key], dict):
             return f"'{key}' must be a mapping"
+    files = s.get("files")
+    if files is not None and (not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values())):
+        return "'files' must map file names to SHA-256 digests"
     return None
 
 
@@ -461,6 +558,7 @@ def load_run(run_dir: Path | str, require_complete: bool = True) -> Run:
     summary = rd.read_summary()
     if summary is None and require_complete:
         raise RunError(f"{rd.path}: incomplete run (no {SUMMARY}); it was interrupted or is still training")
+    rd.check_digests(summary or {})
     cfg = rd.read_config()
     prep, model = rd.read_model(cfg)
     return Run(rd, cfg, prep, model, summary or {}, rd.read_splits())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import os
 import subprocess
@@ -39,7 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import NAME_RE, format_validation_error, load_config, read_yaml
 from .csvio import atomic_write_text, write_rows
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, RunError, did_you_mean
+from .formats import short, shown
 from .runs import SWEEP_FILE, create_run_dir
 
 
@@ -64,6 +66,9 @@ DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
 
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+#: the most points a sweep may have (grid combinations times random samples): each is a
+#: training process and a run directory; a larger sweep is refused before anything starts
+MAX_POINTS = 10_000
 # the columns `nncli runs` shows for every run, which a sweep may rank by
 METRICS = ("loss", "accuracy", "r2", "val_loss", "val_accuracy", "val_r2", "seconds", "epochs")
 
@@ -88,13 +93,18 @@ def load_sweep(path: Path | str) -> SweepSpec:
         spec.random.params = {k: {kind: [_number_or_value(a) for a in args] for kind, args in dist.items()}
                               for k, dist in spec.random.params.items()}
     if spec.metric is not None and spec.metric not in METRICS:
-        raise ConfigError(f"{path}: metric: unknown column {spec.metric!r}{did_you_mean(spec.metric, METRICS)} "
+        raise ConfigError(f"{path}: metric: unknown column {shown(spec.metric)}{did_you_mean(spec.metric, METRICS)} "
                           f"(valid: {', '.join(METRICS)})")
     if not spec.grid and spec.random is None:
         raise ConfigError(f"{path}: give a grid and/or random samples")
     for key, values in spec.grid.items():
         if not values:
-            raise ConfigError(f"{path}: grid.{key}: needs at least one value")
+            raise ConfigError(f"{path}: grid.{short(key, 60)}: needs at least one value")
+    count = count_points(spec)
+    if count > MAX_POINTS:
+        sizes = " x ".join([str(len(v)) for v in spec.grid.values()] + ([f"{spec.random.samples:,} samples"] if spec.random else []))
+        raise ConfigError(f"{path}: the sweep has {count:,} points ({sizes}), more than nncli's limit of {MAX_POINTS:,}; "
+                          "split it into smaller sweeps, or use random samples instead of a full grid")
     if spec.random:
         for key, dist in spec.random.params.items():
             if len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
@@ -107,14 +117,26 @@ def load_sweep(path: Path | str) -> SweepSpec:
     return spec
 
 
+def count_points(spec: SweepSpec) -> int:
+    """How many points :func:`iter_points` gives, from the grid's lengths and the samples alone."""
+    return math.prod(len(v) for v in spec.grid.values()) * (spec.random.samples if spec.random else 1)
+
+
 def points(spec: SweepSpec) -> list[dict[str, Any]]:
-    """The sweep's points: each grid combination, times ``random.samples`` random draws."""
+    """The sweep's points: each grid combination, times ``random.samples`` random draws
+    (a list: call it on a sweep load_sweep accepted, which has at most MAX_POINTS)."""
+    return list(iter_points(spec))
+
+
+def iter_points(spec: SweepSpec):
+    """The sweep's points one at a time (nothing is materialised): each grid combination,
+    times ``random.samples`` random draws."""
     keys = list(spec.grid)
-    grid = [dict(zip(keys, combo)) for combo in itertools.product(*(spec.grid[k] for k in keys))] or [{}]
+    grid = (dict(zip(keys, combo)) for combo in itertools.product(*(spec.grid[k] for k in keys)))
     if spec.random is None:
-        return grid
+        yield from grid
+        return
     rng = np.random.default_rng(spec.random.seed)
-    out = []
     for g in grid:
         for _ in range(spec.random.samples):
             p = dict(g)
@@ -126,8 +148,7 @@ def points(spec: SweepSpec) -> list[dict[str, Any]]:
                     p[key] = float(np.exp(rng.uniform(np.log(args[0]), np.log(args[1]))))
                 else:
                     p[key] = args[int(rng.integers(len(args)))]
-            out.append(p)
-    return out
+            yield p
 
 
 # ---------------------------------------------------------------------- executors
@@ -224,7 +245,7 @@ def validate_points(spec: SweepSpec, pts: list[dict]) -> None:
         try:
             load_config(spec.base, overrides)
         except ConfigError as e:
-            raise ConfigError(f"sweep point {i + 1} ({', '.join(overrides)}): {e}") from None
+            raise ConfigError(f"sweep point {i + 1} ({short(', '.join(overrides))}): {e}") from None
 
 
 # ---------------------------------------------------------------------- a whole sweep
@@ -254,10 +275,14 @@ class Sweep:
         validate_points(spec, pts)
         name = spec.name or path.stem
         if not NAME_RE.match(name):
-            raise ConfigError(f"{path}: name {name!r} is not valid: use letters, digits, '.', '_' and '-'")
+            raise ConfigError(f"{path}: name {shown(name)} is not valid: use letters, digits, '.', '_' and '-'")
         sweep_dir = create_run_dir(runs_dir, name)
-        atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump({"sweep": spec.model_dump(mode="json"), "points": pts},
-                                                                  sort_keys=False, allow_unicode=True))
+        try:
+            atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump({"sweep": spec.model_dump(mode="json"), "points": pts},
+                                                                      sort_keys=False, allow_unicode=True))
+        except OSError as e:  # a full disk: no empty sweep directory is left behind
+            sweep_dir.rmdir()
+            raise RunError(f"{sweep_dir / SWEEP_FILE}: cannot write ({e.strerror or e}); nothing was run") from None
         tasks = [Task(i, command(spec, p, sweep_dir, f"{name}-{i + 1:03d}"), p) for i, p in enumerate(pts)]
         return cls(spec, name, sweep_dir, tasks, [])
 

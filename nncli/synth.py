@@ -207,11 +207,32 @@ def get(name: str) -> Generator:
         ) from None
 
 
+#: what one row costs at the peak of generate() and csv_text() (measured: at most 290 bytes, xor)
+BYTES_PER_ROW = 400
+
+
 def _check_n(n) -> int:
+    """n as an int: a whole number, also written 1e6 or '1e6' (as --n takes it); DataError
+    if it is not, is below 1, or needs more memory than this process has available."""
+    from .formats import shown
+
+    if isinstance(n, str):
+        try:
+            n = int(n.replace("_", "")) if n.strip().lstrip("+").replace("_", "").isdigit() else float(n)
+        except ValueError:
+            raise DataError(f"--n: must be a whole number of rows, got {shown(n)}") from None
+    if isinstance(n, (float, np.floating)) and math.isfinite(n) and float(n).is_integer():
+        n = int(n)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise DataError(f"n: must be a whole number of rows, got {n!r}")
+        raise DataError(f"--n: must be a whole number of rows, got {shown(n)}")
     if n < 1:
-        raise DataError(f"n: must be at least 1, got {n}")
+        raise DataError(f"--n: must be at least 1, got {shown(n)}")
+    from .memory import available_bytes, gib
+
+    avail = available_bytes()
+    if avail is not None and int(n) * BYTES_PER_ROW > avail:
+        raise DataError(f"--n: {int(n):,} rows need about {gib(int(n) * BYTES_PER_ROW)} of memory, {gib(avail)} is "
+                        f"available; at most about {avail // BYTES_PER_ROW:,} rows fit: use a smaller --n")
     return int(n)
 
 

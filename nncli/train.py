@@ -40,7 +40,7 @@ class EpochRecord:
     metric: float  # accuracy (classification) or r2 (regression)
     val_loss: Optional[float] = None
     val_metric: Optional[float] = None
-    seconds: float = 0.0  # elapsed since training started
+    seconds: Optional[float] = 0.0  # elapsed since training started (None: not known, epochs before a resume)
 
 
 @dataclass
@@ -165,7 +165,10 @@ class Trainer:
         snapshot = np.empty_like(self.model.flat)  # the last finite weights, if an epoch diverges
         self._start = time.perf_counter() - self.result.seconds
         self.result.status = "running"
-        while self.epoch < self.options.epochs:
+        es = self.options.early_stopping
+        # resumed from a checkpoint of the very epoch early stopping stopped at: nothing more to train
+        self.result.stopped_early = es is not None and self.epoch > 0 and self._wait >= es.patience
+        while self.epoch < self.options.epochs and not self.result.stopped_early:
             np.copyto(snapshot, self.model.flat)
             if self._pos == 0:  # a fresh epoch (otherwise: resuming inside one)
                 self._begin_epoch()
@@ -187,6 +190,19 @@ class Trainer:
                 np.copyto(p, best)
             self.result.best_epoch = self._best[1]
         self._stop("completed", "")
+
+    def rehearse(self) -> None:
+        """A forward and a backward pass over the first batch (and the validation rows), nothing
+        updated, nothing counted: every buffer a step needs, the BLAS library's included, is
+        allocated now. The job calls it before the run directory exists, so memory that runs out
+        (a MemoryError, or OpenBLAS ending the process) costs no partial run."""
+        _, xb, yb = self.batches.at(0, None)
+        with np.errstate(all="ignore"):
+            self.model.forward(xb)
+            self.model.loss(yb, self.loss)
+            self.model.backward(xb, yb, self.loss, self.options.l2)
+            if self.val is not None:
+                evaluate(self.model, self.val, self.loss, self.task)
 
     # ------------------------------------------------------------------ one epoch
     def _begin_epoch(self) -> None:
@@ -264,8 +280,9 @@ class Trainer:
         """Everything needed to continue exactly where training stands, as plain arrays.
 
         Weights, optimizer state, the generator's state, the epoch and the position inside
-        it, early-stopping state and the history so far. No pickles: the bookkeeping is a
-        JSON string stored as a numpy str array.
+        it and early-stopping state. No pickles: the bookkeeping is a JSON string stored as a
+        numpy str array. The history of the epochs trained is not in it (it would grow with
+        every epoch): it is metrics.csv's, whose first ``epoch`` rows a resume reads back.
         """
         arrays = {f"param/{name}": p for name, p in self.model.params()}
         arrays.update({f"opt/{k}": v for k, v in self.optimizer.state().items()})
@@ -281,16 +298,23 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "best": None if self._best is None else [self._best[0], self._best[1]],
             "wait": self._wait,
-            "history": [[r.epoch, r.loss, r.metric, r.val_loss, r.val_metric, r.seconds] for r in self.result.history],
         }
         arrays["meta"] = np.array(json.dumps(meta))
         return arrays
 
-    def load_state(self, arrays) -> None:
-        """Continue from :meth:`state`'s arrays; CheckpointError (a ValueError) naming the field
-        that is malformed or inconsistent with this model, data and config (nothing is changed then)."""
+    def load_state(self, arrays, history: Optional[list] = None) -> None:
+        """Continue from :meth:`state`'s arrays and the ``history`` of the epochs trained (one
+        EpochRecord per epoch; a checkpoint written before nncli 0.2 carries its own);
+        CheckpointError (a ValueError) naming the field that is malformed or inconsistent with
+        this model, data and config (nothing is changed then)."""
         self.check_state(arrays)
         meta = json.loads(str(arrays["meta"]))
+        if history is None:
+            if "history" not in meta:
+                _fail("'meta.history' is missing, and no metrics.csv history was given")
+            history = [EpochRecord(*row) for row in meta["history"]]
+        if len(history) != meta["epoch"]:
+            _fail(f"the history has {len(history)} epochs, the checkpoint stands after epoch {meta['epoch']}")
         for name, p in self.model.params():
             np.copyto(p, arrays[f"param/{name}"])
         self.optimizer.load_state({k[4:]: arrays[k] for k in arrays if k.startswith("opt/")})
@@ -308,7 +332,7 @@ class Trainer:
             weights = [np.array(arrays[f"best/{name}"]) for name, _ in self.model.params()]
             self._best = (float(meta["best"][0]), int(meta["best"][1]), weights)
         self.result.seconds = float(meta["seconds"])
-        self.result.history = [EpochRecord(*row) for row in meta["history"]]
+        self.result.history = list(history)
         self.result.epochs_run = self.epoch
 
     def check_state(self, arrays) -> None:
@@ -357,7 +381,7 @@ def _check_meta(tr: "Trainer", arrays) -> dict:
         _fail(f"'meta' is not JSON ({e})")
     if not isinstance(meta, dict):
         _fail("'meta' is not a JSON object")
-    for key in ("epoch", "pos", "wait", "seconds", "rng", "best", "history"):
+    for key in ("epoch", "pos", "wait", "seconds", "rng", "best"):
         if key not in meta:
             _fail(f"'meta.{key}' is missing")
     n, epochs = tr.batches.n, tr.options.epochs
@@ -367,8 +391,8 @@ def _check_meta(tr: "Trainer", arrays) -> dict:
     _number("meta.seconds", meta["seconds"])
     if not isinstance(meta["rng"], dict) or meta["rng"].get("bit_generator") != tr.rng.bit_generator.state["bit_generator"]:
         _fail(f"'meta.rng' is not a {tr.rng.bit_generator.state['bit_generator']} generator state")
-    history = meta["history"]
-    if not isinstance(history, list) or len(history) != meta["epoch"]:
+    history = meta.get("history", [])  # only in checkpoints written before nncli 0.2
+    if "history" in meta and (not isinstance(history, list) or len(history) != meta["epoch"]):
         _fail(f"'meta.history' must list one row per epoch trained ({meta['epoch']})")
     for i, row in enumerate(history):
         if not isinstance(row, list) or len(row) != 6 or row[0] != i + 1:

@@ -27,6 +27,21 @@ def _stdout() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
 
 
+def _stderr(fn):
+    """Messages on stderr are best effort: a stderr that cannot be written (``2>/dev/full``, a
+    closed pipe) never stops a command, as it does not stop other Unix tools."""
+    import functools
+
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OSError:
+            return None
+
+    return quiet
+
+
 def one_line(msg: str) -> str:
     """``msg`` with every character that could end or disturb a line (newlines, carriage
     returns, the other separators str.splitlines knows, control characters) written as an
@@ -34,6 +49,7 @@ def one_line(msg: str) -> str:
     return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in str(msg))
 
 
+@_stderr
 def error(msg: str) -> None:
     msg = one_line(msg)
     if err.is_terminal:
@@ -42,6 +58,7 @@ def error(msg: str) -> None:
         print(f"nncli: error: {msg}", file=sys.stderr, flush=True)
 
 
+@_stderr
 def warning(msg: str) -> None:
     msg = one_line(msg)
     if err.is_terminal:
@@ -60,6 +77,7 @@ def status(msg: str):
     return contextlib.nullcontext()
 
 
+@_stderr
 def info(msg: str) -> None:
     if err.is_terminal:
         err.print(msg, markup=False, soft_wrap=True)
@@ -75,7 +93,9 @@ def _fmt(x: Optional[float]) -> str:
     return f"{x:.4f}" if 1e-3 <= abs(x) < 1e5 or x == 0 else f"{x:.3e}"
 
 
-def _elapsed(s: float) -> str:
+def _elapsed(s: Optional[float]) -> str:
+    if s is None:  # epochs trained before a resume: their times are not kept
+        return "-"
     return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{s % 60:04.1f}s"
 
 
@@ -104,6 +124,13 @@ class TrainView:
         return self
 
     def __exit__(self, *exc):
+        try:
+            self._close(*exc)
+        except OSError:  # stderr cannot be written: training goes on without the table (see _stderr)
+            self.live = None
+        return False
+
+    def _close(self, *exc):
         if self.live is not None:
             if self.last is not None and (not self.rows or self.rows[-1] is not self.last):
                 self.rows.append(self.last)
@@ -115,6 +142,12 @@ class TrainView:
     def update(self, rec) -> None:
         if self.quiet:
             return
+        try:
+            self._update(rec)
+        except OSError:  # stderr cannot be written: training goes on without the table (see _stderr)
+            self.quiet, self.live = True, None
+
+    def _update(self, rec) -> None:
         self.last = rec
         report = self.is_report_epoch(rec.epoch)
         if self.live is None:

@@ -198,6 +198,18 @@ def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text(encoding="utf-8"))
 
 
+def unseal(run: Path) -> Path:
+    """Drop summary.json's 'files' digests, as in a run saved before nncli sealed its files.
+
+    For tests that edit model.npz, preprocess.json or splits.npz on purpose to see one
+    particular check (or to make an old run): a sealed run refuses any edit of them at once
+    (tests/test_run_files.py: test_an_edited_run_file_is_refused_by_its_digest)."""
+    s = summary(run)
+    s.pop("files", None)
+    (run / "summary.json").write_text(json.dumps(s), encoding="utf-8")
+    return run
+
+
 def metrics_rows(run: Path) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the run's metrics.csv, every cell as written."""
     df = read_text_csv(run / "metrics.csv")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import (NO_PLOTS, assert_usage_error, cli, cli_env, cli_many, my_forward, nn, npz_arrays, read_text_csv,
+from helpers import (unseal, NO_PLOTS, assert_usage_error, cli, cli_env, cli_many, my_forward, nn, npz_arrays, read_text_csv,
                      write_rows)
 
 # ---------------------------------------------------------------------- data
@@ -626,6 +626,7 @@ def test_eval_reads_the_held_out_rows_saved_in_splits_npz(W):
     arrays["test"] = mine
     arrays["train"] = np.setdiff1d(np.arange(N_TRAIN), mine)
     np.savez(run / "splits.npz", **arrays)
+    unseal(run)  # an edited splits.npz: a sealed run would refuse it (its digest)
     r = nn("eval", run, "--json", *NO_PLOTS, cwd=wd)
     assert r.rc == 0, r.show()
     rep = json.loads(r.text)
@@ -641,6 +642,7 @@ def test_eval_reads_the_held_out_rows_saved_in_splits_npz(W):
 def test_eval_of_an_old_run_without_splits_npz_uses_every_row_with_a_note(W):
     wd, run = _copy_run(W, "clf_tsplit", "old_run")
     (run / "splits.npz").unlink()
+    unseal(run)  # an old run: no splits.npz, and no digests either
     r = nn("eval", run, "--json", *NO_PLOTS, cwd=wd)
     assert r.rc == 0, r.show()
     rep = json.loads(r.text)
@@ -669,6 +671,7 @@ def test_eval_with_a_damaged_splits_npz_is_a_one_line_error(W):
     arrays = npz_arrays(run / "splits.npz")
     arrays["test"] = np.array([1, 2, N_TRAIN])  # a row past the end
     np.savez(run / "splits.npz", **arrays)
+    unseal(run)  # an edited splits.npz: a sealed run would refuse it (its digest)
     r = nn("eval", run, "--json", *NO_PLOTS, cwd=wd)
     assert_usage_error(r, "splits.npz", "test")
     assert not (run / "eval.json").exists()

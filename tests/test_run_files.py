@@ -54,10 +54,17 @@ def base(tmp_path_factory) -> Path:
     return d
 
 
-def _copy(base: Path, tmp_path: Path, which: str = "done") -> Path:
-    """A private copy of the base directory; returns the run ``which`` inside it."""
+def _copy(base: Path, tmp_path: Path, which: str = "done", sealed: bool = False) -> Path:
+    """A private copy of the base directory; returns the run ``which`` inside it.
+
+    Unless ``sealed``, the copy's summary.json loses its 'files' digests, as a run saved before
+    they were kept: the tests below edit model.npz and preprocess.json on purpose, to see each
+    field checked (a sealed run refuses any edit at once: test_an_edited_run_file_is_refused...)."""
     shutil.copytree(base, tmp_path, dirs_exist_ok=True)
-    return tmp_path / "runs" / which
+    run = tmp_path / "runs" / which
+    if not sealed and (run / "summary.json").exists():
+        _edit_json(run / "summary.json", lambda d: {k: v for k, v in d.items() if k != "files"} if isinstance(d, dict) else d)
+    return run
 
 
 def _files(run: Path) -> dict[str, bytes]:
@@ -259,7 +266,10 @@ CHECKPOINT_DAMAGE = {
     "epoch-negative": (_meta(lambda m: m.__setitem__("epoch", -1)), "meta.epoch"),
     "epoch-a-text": (_meta(lambda m: m.__setitem__("epoch", "one")), "meta.epoch"),
     "pos-beyond-rows": (_meta(lambda m: m.__setitem__("pos", 999)), "meta.pos"),
-    "history-too-long": (_meta(lambda m: m["history"].append(m["history"][0])), "meta.history"),
+    # a checkpoint of nncli < 0.2 carried the history itself; it is still checked
+    "history-too-long": (_meta(lambda m: m.__setitem__("history", [[1, 0.5, 0.5, None, None, 0.0]] * 99)), "meta.history"),
+    "metrics-bytes-negative": (lambda a: a.__setitem__("metrics_bytes", np.int64(-1)), "metrics_bytes"),
+    "metrics-bytes-a-list": (lambda a: a.__setitem__("metrics_bytes", np.arange(3)), "metrics_bytes"),
     "history-a-dict": (_meta(lambda m: m.__setitem__("history", {})), "meta.history"),
     "rng-null": (_meta(lambda m: m.__setitem__("rng", None)), "meta.rng"),
     "seconds-nan": (_meta(lambda m: m.__setitem__("seconds", float("nan"))), "meta.seconds"),
@@ -278,6 +288,28 @@ def test_a_bad_checkpoint_is_refused_before_anything_is_written(base, tmp_path, 
     before = _files(run)
     r = nn("train", "--resume", run, *NO_PLOTS, cwd=tmp_path)
     assert_usage_error(r, "checkpoint.npz", needle)
+    assert _files(run) == before
+
+
+@pytest.mark.parametrize("damage", ["cut-short", "epochs-renumbered", "bytes-end-mid-line"])
+def test_a_metrics_csv_that_does_not_hold_the_checkpoints_history_is_refused(base, tmp_path, damage):
+    """The checkpoint records how many bytes of metrics.csv are its history (not the history
+    itself): a file cut shorter, or whose rows are not the epochs 1..epoch, cannot be resumed."""
+    run = _copy(base, tmp_path, "cut")
+    size = int(npz_arrays(run / "checkpoint.npz")["metrics_bytes"])
+    text = (run / "metrics.csv").read_bytes()
+    assert len(text) == size, "the checkpoint's history is the whole file here"
+    if damage == "cut-short":
+        (run / "metrics.csv").write_bytes(text[:size - 3])
+    elif damage == "epochs-renumbered":
+        lines = text.decode().splitlines(keepends=True)
+        lines[1] = "7" + lines[1][1:]
+        (run / "metrics.csv").write_text("".join(lines))
+    else:
+        _edit_checkpoint(run, lambda a: a.__setitem__("metrics_bytes", np.int64(size - 5)))
+    before = _files(run)
+    r = nn("train", "--resume", run, *NO_PLOTS, cwd=tmp_path)
+    assert_usage_error(r, "metrics.csv")
     assert _files(run) == before
 
 
@@ -434,3 +466,26 @@ def test_a_malformed_data_files_json_is_one_line_in_eval_and_resume(base, tmp_pa
     before = _files(cut)
     assert_usage_error(nn("train", "--resume", cut, *NO_PLOTS, cwd=tmp_path), "data_files.json")
     assert _files(cut) == before
+
+
+# ============================================================================= a completed run's files are sealed
+
+
+@pytest.mark.parametrize("name", ["model.npz", "preprocess.json", "splits.npz"])
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_an_edited_run_file_is_refused_by_its_digest(base, tmp_path, name, command):
+    """summary.json records the SHA-256 of model.npz, preprocess.json and splits.npz: one changed
+    byte (which could keep the file valid and change every prediction) is one line, exit 2."""
+    run = _copy(base, tmp_path, sealed=True)
+    assert set(json.loads((run / "summary.json").read_text())["files"]) == {"model.npz", "preprocess.json", "splits.npz"}
+    data = bytearray((run / name).read_bytes())
+    i = len(data) // 2
+    data[i] = (data[i] + 1) % 256
+    (run / name).write_bytes(bytes(data))
+    r = nn(command, run, *(["data.csv"] if command == "predict" else NO_PLOTS), cwd=tmp_path)
+    assert_usage_error(r, name, "changed since the run was saved")
+
+
+def test_a_sealed_run_loads_unchanged(base, tmp_path):
+    run = _copy(base, tmp_path, sealed=True)
+    assert nn("predict", run, "data.csv", cwd=tmp_path).rc == 0

@@ -27,7 +27,7 @@ import yaml
 import nncli.csvio
 import nncli.data
 import nncli.plots
-from helpers import (assert_same_arrays, assert_usage_error, config_dict, copy_trained, my_forward, nn, npz_arrays,
+from helpers import (unseal, assert_same_arrays, assert_usage_error, config_dict, copy_trained, my_forward, nn, npz_arrays,
                      only_run, read_text_csv, strict_json, write_classes_csv, write_yaml)
 from nncli.config import load_config
 from nncli.errors import RunError
@@ -250,7 +250,14 @@ def test_rundir_metrics_round_trip_exactly(tmp_path, has_val):
     history = [EpochRecord(1, 0.1 + 0.2, 0.5, 1 / 3 if has_val else None, 0.25 if has_val else None),
                EpochRecord(2, 1e-300, 2 / 3, math.pi if has_val else None, 1.0 if has_val else None),
                EpochRecord(3, 123456.789, 1.0, 5e-324 if has_val else None, 0.0 if has_val else None)]
-    rd.write_metrics(history, "accuracy", has_val)
+    size = rd.start_metrics("accuracy", has_val, history[:1])  # the header and epoch 1
+    assert rd.append_metrics([], "accuracy", has_val) == size  # nothing new: nothing written
+    mid = rd.append_metrics(history[1:2], "accuracy", has_val, sync=True)
+    end = rd.append_metrics(history[2:], "accuracy", has_val)
+    assert size < mid < end == (tmp_path / "metrics.csv").stat().st_size
+    back = rd.read_history(mid, 2, has_val)  # what a checkpoint after epoch 2 reads back
+    assert [(r.epoch, r.loss, r.metric, r.val_loss, r.val_metric) for r in back] == \
+        [(r.epoch, r.loss, r.metric, r.val_loss, r.val_metric) for r in history[:2]]
     rows = rd.read_metrics()
     header = ["epoch", "loss", "accuracy"] + (["val_loss", "val_accuracy"] if has_val else [])
     assert [list(r) for r in rows] == [header] * 3
@@ -259,6 +266,18 @@ def test_rundir_metrics_round_trip_exactly(tmp_path, has_val):
         assert float(r["loss"]) == rec.loss and float(r["accuracy"]) == rec.metric  # repr: exact
         if has_val:
             assert float(r["val_loss"]) == rec.val_loss and float(r["val_accuracy"]) == rec.val_metric
+
+
+def test_rundir_cut_metrics_drops_the_epochs_after_a_checkpoint(tmp_path):
+    rd = RunDir(tmp_path)
+    history = [EpochRecord(e, 1.0 / e, 0.5) for e in range(1, 6)]
+    rd.start_metrics("accuracy", False)
+    at_3 = rd.append_metrics(history[:3], "accuracy", False, sync=True)
+    rd.append_metrics(history[3:], "accuracy", False)
+    rd.cut_metrics(at_3)
+    assert [int(r["epoch"]) for r in rd.read_metrics()] == [1, 2, 3]
+    with pytest.raises(RunError, match="epochs 1 to 4"):
+        rd.read_history(at_3, 4, False)
 
 
 def test_rundir_missing_metrics_is_a_run_error(tmp_path):
@@ -280,7 +299,7 @@ def test_rundir_checkpoint_round_trips_and_restores_the_trainer(prepared):
     data2, model2, rng2, _ = prepare(load_config("cfg.yaml"))
     other = Trainer(model2, LOSSES[cfg.loss], build_optimizer(cfg, model2), cfg.task, data2.train,
                     data2.val, rng2, FitOptions.from_config(cfg.train))
-    other.load_state(back)
+    other.load_state(back, history=trainer.result.history)
     assert_same_arrays(other.state(), state)
     rd.remove_checkpoint()
     assert not rd.exists(CHECKPOINT)
@@ -403,6 +422,7 @@ def test_eval_follows_an_edited_splits_file(split_case, tmp_path, monkeypatch):
     splits = saved_splits(run)
     other = splits["train"][: len(splits["test"]) + 5]  # training rows, and more of them than the test rows
     RunDir(run).write_splits({"train": splits["train"], "val": splits["val"], "test": other}, int(splits["n_rows"]))
+    unseal(run)  # an edited splits.npz: a sealed run would refuse it (its digest)
     report = _eval_without_replay(run, tmp_path, monkeypatch)
     assert report["rows"] == len(other) != len(splits["test"])
     df = read_text_csv(tmp_path / "data.csv")
@@ -428,6 +448,7 @@ def test_eval_of_a_val_split_run_scores_the_saved_validation_rows(tmp_path, monk
 def test_eval_of_an_old_run_without_splits_uses_every_row_with_a_note(split_case, tmp_path):
     run = copy_trained(split_case, tmp_path)
     (run / SPLITS).unlink()
+    unseal(run)  # an old run: no splits.npz, and no digests either
     r = nn("eval", run, "--json", "--no-plots", cwd=tmp_path)
     assert r.rc == 0, r.show()
     assert len(r.err_lines) == 1, r.show()
@@ -484,6 +505,7 @@ def test_plot_draws_the_saved_training_rows(split_case, tmp_path, monkeypatch):
 def test_plot_and_gradcheck_of_an_old_run_use_every_row_and_say_so(split_case, tmp_path):
     run = copy_trained(split_case, tmp_path)
     (run / "splits.npz").unlink()
+    unseal(run)  # an old run: no splits.npz, and no digests either
     r = nn("plot", run, cwd=tmp_path)
     assert r.rc == 0, r.show()
     assert len(r.err_lines) == 1 and r.err_lines[0].startswith("nncli: warning:"), r.show()
@@ -506,6 +528,7 @@ def test_gradcheck_of_a_run_dir_uses_the_saved_training_rows(split_case, tmp_pat
         assert report["samples"] == len(splits["train"]) < N_ROWS  # every training row, and only those
         # the rows come from the file: fewer training rows there, fewer checked
         RunDir(run).write_splits({**{k: splits[k] for k in ("val", "test")}, "train": splits["train"][:11]}, N_ROWS)
+        unseal(run)  # an edited splits.npz: a sealed run would refuse it (its digest)
         r = nn("gradcheck", run, "--samples", 1000, "--json", cwd=tmp_path)
     assert r.rc == 0, r.show()
     assert strict_json(r.text)["samples"] == 11
