@@ -160,6 +160,13 @@ HYPER_EXPECTED = {
     "beta1": (0.9, [0.0, 0.99], [1.0, -0.01]),
     "beta2": (0.999, [0.0, 0.9999], [1.0, -1.0]),
     "eps": (1e-8, [1e-12, 1.0, 10.0], [0.0, -1e-8]),
+    # issue 15: rmsprop, adagrad, adamw (the field's default is the first declaration's; the
+    # optimizer a config names fills in its own: tests/test_optim.py)
+    "alpha": (0.99, [0.0, 0.5, 0.999], [1.0, -0.1]),
+    "centered": (False, [True, False], [0.5, 2]),
+    "lr_decay": (0.0, [0.0, 0.5, 10.0], [-0.1, -1.0]),
+    "initial_accumulator_value": (0.0, [0.0, 0.1, 100.0], [-0.1]),
+    "weight_decay": (0.01, [0.0, 0.5, 2.0], [-0.01]),
 }
 
 

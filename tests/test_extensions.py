@@ -8,7 +8,8 @@ and ``nncli train``.
   shortcut, so the model takes the full chain rule with the loss's own grad: gradcheck
   proves that gradient right (and fails a wrong one);
 - orthogonal: an orthogonal initialisation (QR of a Gaussian matrix);
-- nesterov: Nesterov momentum, reusing the declared ``momentum`` hyperparameter.
+- nesterov: Nesterov momentum, reusing the declared ``momentum`` hyperparameter (registered as
+  ``nesterov_ext``: nncli has its own ``nesterov`` since issue 15).
 
 An optimizer may also declare a hyperparameter no other optimizer has: the config schema
 follows the registry (nncli.config.schema), so it becomes a ``train.<name>`` key at once
@@ -92,7 +93,7 @@ def orthogonal(n_in, n_out, rng):
 class Nesterov(Optimizer):
     """PyTorch's SGD(nesterov=True): v <- mu v + g;  theta <- theta - eta (g + mu v)."""
 
-    name = "nesterov"
+    name = "nesterov_ext"
     hyperparameters = {"momentum": Momentum.hyperparameters["momentum"]}
     steps = 0  # counted across instances, to show the run used this class
 
@@ -123,7 +124,7 @@ def register(monkeypatch, kind: str, wrong: bool = False) -> None:
     if kind in ("orthogonal", "all"):
         monkeypatch.setitem(INITS, "orthogonal", orthogonal)
     if kind in ("nesterov", "all"):
-        monkeypatch.setitem(OPTIMIZERS, "nesterov", Nesterov)
+        monkeypatch.setitem(OPTIMIZERS, "nesterov_ext", Nesterov)
 
 
 # ----------------------------------------------------------------------------- data and configs
@@ -149,7 +150,7 @@ def config_for(kind: str) -> dict:
         "model": {"layers": ["auto", 8, "auto"], "activation": "softsign" if "softsign" in uses else "tanh",
                   "init": "orthogonal" if "orthogonal" in uses else "xavier"},
         "loss": "huber" if regression else "bce",
-        "train": {"optimizer": "nesterov" if "nesterov" in uses else "sgd", "lr": 0.05 if regression else 0.2,
+        "train": {"optimizer": "nesterov_ext" if "nesterov" in uses else "sgd", "lr": 0.05 if regression else 0.2,
                   "epochs": 15, "batch_size": 8,
                   **({"momentum": 0.8} if "nesterov" in uses else {})},
     }
@@ -173,7 +174,8 @@ BAD_NAME = {  # kind: (config edit, the words of the error)
     "softsign": (lambda c: c["model"].update(activation="softsign"), "model.activation: unknown activation 'softsign'"),
     "huber": (lambda c: c.update(loss="huber"), "loss: unknown loss 'huber'"),
     "orthogonal": (lambda c: c["model"].update(init="orthogonal"), "model.init: unknown init 'orthogonal'"),
-    "nesterov": (lambda c: c["train"].update(optimizer="nesterov"), "train.optimizer: unknown optimizer 'nesterov'"),
+    "nesterov": (lambda c: c["train"].update(optimizer="nesterov_ext"),
+                 "train.optimizer: unknown optimizer 'nesterov_ext'"),
 }
 
 
@@ -316,7 +318,7 @@ def test_short_training_with_each_extension(work, kind, monkeypatch):
         assert "init: orthogonal" in saved
     if kind in ("nesterov", "all"):
         assert Nesterov.steps == 15 * math.ceil(N_ROWS / 8)
-        assert "optimizer: nesterov" in saved and "momentum: 0.8" in saved
+        assert "optimizer: nesterov_ext" in saved and "momentum: 0.8" in saved
     if kind in ("huber", "all"):
         assert summary["task"] == "regression" and "loss: huber" in saved
         # the reported loss is the Huber loss of the saved network's outputs

@@ -42,7 +42,8 @@ def test_declared_hyperparameters_and_defaults():
     assert (Adam.hyperparameters["beta1"].default, Adam.hyperparameters["beta2"].default,
             Adam.hyperparameters["eps"].default) == (0.9, 0.999, 1e-8)
     # the union over the registry: these are the train.<name> config keys
-    assert set(hyperparameters()) == {"momentum", "beta1", "beta2", "eps"}
+    assert set(hyperparameters()) == {"momentum", "beta1", "beta2", "eps",  # and issue 15's optimizers' keys:
+                                      "alpha", "centered", "lr_decay", "initial_accumulator_value", "weight_decay"}
     opt = Adam([vec(1.0)], 0.1)
     assert (opt.beta1, opt.beta2, opt.eps, opt.lr) == (0.9, 0.999, 1e-8, 0.1)
     assert Momentum([vec(1.0)], 0.1).momentum == 0.9
@@ -353,3 +354,254 @@ def test_a_long_adam_run_with_a_changing_lr_keeps_the_cache_small():
         opt.step([model.backward(X, Y, bce)])
     assert const.cache_info().currsize <= 12, const.cache_info()
     assert E < first  # it trained
+
+
+# ----------------------------------------------------------------------------- issue 15: nesterov, rmsprop, adagrad, adamw
+
+NEW = ["nesterov", "rmsprop", "adagrad", "adamw"]
+
+
+def test_new_optimizers_are_registered_with_their_declared_hyperparameters():
+    from nncli.optim import Adagrad, AdamW, Nesterov, RMSprop
+
+    assert [OPTIMIZERS[n] for n in NEW] == [Nesterov, RMSprop, Adagrad, AdamW]
+    assert set(Nesterov.hyperparameters) == {"momentum"}
+    assert set(RMSprop.hyperparameters) == {"alpha", "eps", "momentum", "centered"}
+    assert set(Adagrad.hyperparameters) == {"lr_decay", "initial_accumulator_value", "eps"}
+    assert set(AdamW.hyperparameters) == {"beta1", "beta2", "eps", "weight_decay"}
+    for cls in (Nesterov, RMSprop, Adagrad, AdamW):
+        for name, h in cls.hyperparameters.items():
+            assert h.doc and "\n" not in h.doc, (cls.name, name)
+    # a shared key keeps one meaning; adamw's moments are adam's (the same declarations)
+    for k in ("beta1", "beta2", "eps"):
+        assert AdamW.hyperparameters[k] is Adam.hyperparameters[k]
+    assert RMSprop.hyperparameters["eps"] is Adam.hyperparameters["eps"]
+    # torch's defaults where they differ from the shared key's first declaration
+    assert RMSprop.hyperparameters["momentum"].default == 0 and Adagrad.hyperparameters["eps"].default == 1e-10
+    assert RMSprop.hyperparameters["centered"].default is False
+    assert set(hyperparameters()) == {"momentum", "beta1", "beta2", "eps", "alpha", "centered", "lr_decay",
+                                      "initial_accumulator_value", "weight_decay"}
+
+
+@pytest.mark.parametrize("name,bad", [("nesterov", "beta1"), ("nesterov", "alpha"), ("rmsprop", "beta1"),
+                                      ("rmsprop", "lr_decay"), ("adagrad", "momentum"), ("adagrad", "alpha"),
+                                      ("adamw", "momentum"), ("adamw", "centered"), ("adam", "weight_decay"),
+                                      ("momentum", "centered"), ("sgd", "weight_decay")])
+def test_new_undeclared_hyperparameter_is_a_type_error(name, bad):
+    with pytest.raises(TypeError) as e:
+        OPTIMIZERS[name]([vec(1.0, 2.0)], 0.1, **{bad: 0.5})
+    assert repr(bad) in str(e.value) and repr(name) in str(e.value)
+
+
+NEW_OUT_OF_RANGE = [
+    ("nesterov", "momentum", 0.0), ("nesterov", "momentum", 1.0), ("nesterov", "momentum", -0.5),
+    ("rmsprop", "alpha", 1.0), ("rmsprop", "alpha", -0.1), ("rmsprop", "momentum", 1.0), ("rmsprop", "momentum", -0.1),
+    ("rmsprop", "eps", 0.0), ("rmsprop", "centered", 0.5), ("rmsprop", "centered", 1),
+    ("adagrad", "lr_decay", -0.1), ("adagrad", "initial_accumulator_value", -1.0), ("adagrad", "eps", 0.0),
+    ("adamw", "weight_decay", -0.01), ("adamw", "beta1", 1.0), ("adamw", "eps", -1e-8),
+]
+
+
+@pytest.mark.parametrize("name,key,value", NEW_OUT_OF_RANGE)
+def test_new_out_of_range_hyperparameter_is_a_value_error(name, key, value):
+    with pytest.raises(ValueError) as e:
+        OPTIMIZERS[name]([vec(1.0, 2.0)], 0.1, **{key: value})
+    assert key in str(e.value) and str(value) in str(e.value)
+
+
+@pytest.mark.parametrize("name,key,value", [("nesterov", "momentum", 1e-9), ("rmsprop", "alpha", 0.0),
+                                            ("rmsprop", "momentum", 0.0), ("rmsprop", "centered", True),
+                                            ("adagrad", "lr_decay", 0.0), ("adagrad", "initial_accumulator_value", 0.0),
+                                            ("adamw", "weight_decay", 0.0), ("adamw", "weight_decay", 2.5)])
+def test_new_in_range_edges_are_accepted(name, key, value):
+    assert getattr(OPTIMIZERS[name]([vec(1.0, 2.0)], 0.1, **{key: value}), key) == value
+
+
+def test_a_switch_hyperparameter_is_true_or_false():
+    h = Hyper(False, doc="a switch")
+    assert h.interval() == "true or false"
+    h.check("centered", True)
+    h.check("centered", np.bool_(False))
+    for bad in (0, 1, 0.0, "yes", None):
+        with pytest.raises(ValueError, match="centered must be true or false"):
+            h.check("centered", bad)
+
+
+# the config: each key checked with the declaration of the optimizer the config names, one line
+
+
+@pytest.mark.parametrize("name,key,value", [case for case in NEW_OUT_OF_RANGE if not isinstance(case[2], int)])
+def test_new_out_of_range_hyperparameter_is_a_one_line_config_error(name, key, value):
+    from nncli.config import load_config
+    from nncli.errors import ConfigError
+
+    from helpers import XOR_YAML
+
+    with pytest.raises(ConfigError) as e:
+        load_config(XOR_YAML, [f"train.optimizer={name}", f"train.{key}={value!r}"])
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{XOR_YAML}: train.{key}:") and repr(value) in msg, msg
+
+
+def test_nesterov_momentum_0_is_refused_by_the_config_though_momentum_allows_it(tmp_path):
+    """The shared key momentum: [0, 1) for momentum and rmsprop, (0, 1) for nesterov (torch refuses
+    nesterov without momentum); exit 2, one line, no run directory."""
+    from helpers import assert_usage_error, nn, runs_in, setup_workdir
+
+    wd = setup_workdir(tmp_path)
+    r = nn("train", "configs/xor.yaml", "--no-plots", "--set", "train.optimizer=nesterov", "--set", "train.momentum=0",
+           cwd=wd)
+    assert_usage_error(r, "configs/xor.yaml", "train.momentum", "nesterov", "(0, 1)")
+    assert runs_in(wd) == []
+    for ok in ("momentum", "rmsprop"):
+        from nncli.config import load_config
+
+        assert load_config(wd / "configs" / "xor.yaml", [f"train.optimizer={ok}", "train.momentum=0"]).train.momentum == 0
+
+
+@pytest.mark.parametrize("key", ["dampening", "amsgrad", "betas", "nesterov", "rmsprop_momentum"])
+def test_a_key_no_optimizer_declares_is_an_unknown_key(tmp_path, key):
+    from helpers import assert_usage_error, nn, setup_workdir
+
+    wd = setup_workdir(tmp_path)
+    r = nn("train", "configs/xor.yaml", "--no-plots", "--set", "train.optimizer=adamw", "--set", f"train.{key}=0.5",
+           cwd=wd)
+    assert_usage_error(r, f"train.{key}: unknown key", "weight_decay")
+
+
+@pytest.mark.parametrize("name,want", [
+    ("sgd", {"momentum": 0.9, "eps": 1e-8}), ("momentum", {"momentum": 0.9}), ("nesterov", {"momentum": 0.9}),
+    ("rmsprop", {"momentum": 0.0, "eps": 1e-8, "alpha": 0.99, "centered": False}),
+    ("adagrad", {"eps": 1e-10, "lr_decay": 0.0, "initial_accumulator_value": 0.0}),
+    ("adam", {"eps": 1e-8}), ("adamw", {"eps": 1e-8, "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.999}),
+])
+def test_a_left_out_shared_key_takes_the_named_optimizers_default(name, want):
+    """torch's defaults: rmsprop's momentum is 0 and adagrad's eps 1e-10, though the keys'
+    fields (shared with momentum and adam) default to 0.9 and 1e-8; a value given is kept."""
+    from nncli.config import load_config
+
+    from helpers import XOR_YAML
+
+    t = load_config(XOR_YAML, [f"train.optimizer={name}"]).train
+    assert {k: getattr(t, k) for k in want} == want
+    for k, v in want.items():
+        if isinstance(v, float):
+            assert type(getattr(t, k)) is float
+    assert load_config(XOR_YAML, [f"train.optimizer={name}", "train.eps=1e-3", "train.momentum=0.25"]).train.eps == 1e-3
+    assert load_config(XOR_YAML, [f"train.optimizer={name}", "train.momentum=0.25"]).train.momentum == 0.25
+
+
+# steps by hand
+
+
+def test_nesterov_three_steps_by_hand():
+    # mu = 0.5, eta = 0.1, theta_0 = [1, -2]; g = [1, -2], [1, -2], [0, 0]
+    # v1 = [1, -2],      g + mu v1 = [1.5, -3],    theta_1 = [0.85, -1.7]
+    # v2 = [1.5, -3],    g + mu v2 = [1.75, -3.5], theta_2 = [0.675, -1.35]
+    # v3 = [0.75, -1.5], 0 + mu v3 = [0.375, -0.75], theta_3 = [0.6375, -1.275]
+    p = vec(1.0, -2.0)
+    opt = OPTIMIZERS["nesterov"]([p], 0.1, momentum=0.5)
+    want = [[0.85, -1.7], [0.675, -1.35], [0.6375, -1.275]]
+    for g, w in zip([vec(1.0, -2.0), vec(1.0, -2.0), vec(0.0, 0.0)], want):
+        opt.step([g])
+        np.testing.assert_allclose(p, w, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(opt.v[0], [0.75, -1.5], rtol=1e-15)
+
+
+@pytest.mark.parametrize("centered,mu", [(False, 0.0), (True, 0.0), (True, 0.5), (False, 0.5)])
+def test_rmsprop_two_steps_by_hand(centered, mu):
+    """alpha = 1/2, eta = 1, g = 2 then 4, eps 1e-12 (negligible):
+    s1 = 2, s2 = 1 + 8 = 9;  centered: gbar1 = 1, gbar2 = 2.5, so d1 = sqrt(2 - 1) = 1,
+    d2 = sqrt(9 - 6.25) = sqrt(2.75); plain: d1 = sqrt(2), d2 = 3.
+    mu = 0: theta -= g / d;  mu = 1/2: b1 = 2 / d1, b2 = b1 / 2 + 4 / d2, theta -= b."""
+    d1, d2 = (1.0, math.sqrt(2.75)) if centered else (math.sqrt(2.0), 3.0)
+    if mu:
+        b1 = 2 / d1
+        steps = [b1, 0.5 * b1 + 4 / d2]
+    else:
+        steps = [2 / d1, 4 / d2]
+    p = vec(0.0)
+    opt = OPTIMIZERS["rmsprop"]([p], 1.0, alpha=0.5, eps=1e-12, centered=centered, momentum=mu)
+    theta = 0.0
+    for g, step in zip([2.0, 4.0], steps):
+        opt.step([vec(g)])
+        theta -= step
+        assert math.isclose(float(p[0]), theta, rel_tol=1e-11), (float(p[0]), theta)
+    assert float(opt.s[0][0]) == 9.0
+    assert sorted(opt.state()) == sorted(["s0"] + (["gbar0"] if centered else []) + (["b0"] if mu else []))
+
+
+def test_adagrad_two_steps_by_hand():
+    """eta = 1, lr_decay = 1, s starts at 16, g = 3 then 12, eps 1e-12:
+    t=1: s = 25, eta_1 = 1,   step = 3 / 5 = 0.6
+    t=2: s = 169, eta_2 = 1/2, step = 0.5 * 12 / 13 = 6/13"""
+    p = vec(0.0)
+    opt = OPTIMIZERS["adagrad"]([p], 1.0, lr_decay=1.0, initial_accumulator_value=16.0, eps=1e-12)
+    np.testing.assert_array_equal(opt.s[0], [16.0])
+    opt.step([vec(3.0)])
+    assert math.isclose(float(p[0]), -0.6, rel_tol=1e-12)
+    opt.step([vec(12.0)])
+    assert math.isclose(float(p[0]), -0.6 - 6 / 13, rel_tol=1e-12)
+    assert float(opt.s[0][0]) == 169.0 and int(opt.t) == 2
+
+
+def test_adamw_decays_before_the_adam_step_in_python_floats():
+    """theta <- theta (1 - eta wd), then adam's step: with wd = 0 it is adam; the decay does not
+    enter m or v (decoupled), unlike train.l2, which is part of dE/dtheta."""
+    lrs, gs = [0.1, 0.05, 0.2], [1.0, -0.5, 2.0]
+    b1, b2, eps, wd = 0.9, 0.999, 1e-8, 0.3
+    p = vec(2.0)
+    opt = OPTIMIZERS["adamw"]([p], lrs[0], weight_decay=wd)
+    theta, m, v = 2.0, 0.0, 0.0
+    for t, (lr, g) in enumerate(zip(lrs, gs), start=1):
+        opt.lr = lr
+        opt.step([vec(g)])
+        theta *= 1 - lr * wd
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        theta -= lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
+        assert math.isclose(float(p[0]), theta, rel_tol=1e-13), t
+        assert math.isclose(float(opt.m[0][0]), m, rel_tol=1e-14) and math.isclose(float(opt.v[0][0]), v, rel_tol=1e-14)
+    # wd = 0: exactly adam
+    a, b = vec(1.0, -2.0), vec(1.0, -2.0)
+    oa, ob = OPTIMIZERS["adamw"]([a], 0.1, weight_decay=0.0), Adam([b], 0.1)
+    for g in ([0.3, -1.0], [2.0, 0.5]):
+        oa.step([vec(*g)])
+        ob.step([vec(*g)])
+    assert a.tobytes() == b.tobytes()
+
+
+# state round trip with non-default hyperparameters (every buffer in play)
+
+
+@pytest.mark.parametrize("name,hyper", [
+    ("nesterov", {"momentum": 0.6}), ("rmsprop", {"centered": True, "momentum": 0.7}),
+    ("rmsprop", {"centered": True}), ("rmsprop", {"momentum": 0.5}),
+    ("adagrad", {"lr_decay": 0.2, "initial_accumulator_value": 0.3}), ("adamw", {"weight_decay": 0.4}),
+])
+def test_new_state_round_trip_continues_identically(name, hyper):
+    rng = np.random.default_rng(13)
+    p0 = rng.normal(size=7)
+    grads = [rng.normal(size=7) for _ in range(8)]
+    a = p0.copy()
+    opt_a = OPTIMIZERS[name]([a], 0.05, **hyper)
+    for g in grads[:3]:
+        opt_a.step([g])
+    saved = {k: np.array(v) for k, v in opt_a.state().items()}  # as a checkpoint stores it
+    assert all(isinstance(v, np.ndarray) for v in saved.values())
+    b = a.copy()
+    opt_b = OPTIMIZERS[name]([b], 0.05, **hyper)
+    fresh = b.copy()
+    opt_fresh = OPTIMIZERS[name]([fresh], 0.05, **hyper)
+    opt_b.load_state(saved)
+    for k, v in opt_b.state().items():
+        np.testing.assert_array_equal(v, saved[k])
+    for g in grads[3:]:
+        opt_a.step([g])
+        opt_b.step([g])
+        opt_fresh.step([g])
+        assert a.tobytes() == b.tobytes()
+    assert not np.array_equal(a, fresh), "without the state the steps differ: the state matters"
+    want_keys = {"nesterov": {"v0"}, "adagrad": {"t", "s0"}, "adamw": {"t", "m0", "v0"},
+                 "rmsprop": {"s0"} | ({"gbar0"} if hyper.get("centered") else set()) | ({"b0"} if hyper.get("momentum") else set())}
+    assert set(saved) == want_keys[name]
