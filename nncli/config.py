@@ -116,7 +116,7 @@ class ModelConfig(_Section):
     layers: list[Union[int, Literal["auto"]]] = Field(
         description="sizes n_0 (inputs), hidden..., n_L (outputs); 'auto' first/last takes them from the data"
     )
-    activation: Union[str, list[str]] = Field("tanh", description="hidden activation, or one per hidden layer")
+    activation: Union[str, list[str]] = Field("relu", description="hidden activation, or one per hidden layer (default relu, as scikit-learn's MLP)")
     output: Optional[str] = Field(None, description="output activation; default follows the loss")
     init: str = Field("xavier", description="a name in nncli.model.INITS (seeded), or an .npz file of initial weights")
 
@@ -189,9 +189,10 @@ class EarlyStopping(_Section):
 
 
 class _TrainCore(_Section):
-    optimizer: str = Field("sgd", description="a name in nncli.optim.OPTIMIZERS")
-    lr: float = Field(gt=0, description="learning rate eta")
-    epochs: int = Field(ge=1)
+    # the defaults are scikit-learn's MLPClassifier's (solver adam, learning_rate_init 1e-3, max_iter 200)
+    optimizer: str = Field("adam", description="a name in nncli.optim.OPTIMIZERS")
+    lr: float = Field(0.001, gt=0, description="learning rate eta")
+    epochs: int = Field(200, ge=1)
     batch_size: Union[int, Literal["full"]] = Field(32, description="samples per gradient step, or 'full'")
     shuffle: bool = Field(True, description="reshuffle the training rows every epoch")
 
@@ -207,7 +208,7 @@ class _TrainCore(_Section):
         shared by several optimizers (momentum, eps) has one field whose default is the first
         declaration's, but rmsprop's momentum is 0 and adagrad's eps 1e-10, as in torch.optim."""
         if isinstance(data, dict):
-            chosen = OPTIMIZERS.get(data.get("optimizer", "sgd")) if isinstance(data.get("optimizer", "sgd"), str) else None
+            chosen = OPTIMIZERS.get(data.get("optimizer", "adam")) if isinstance(data.get("optimizer", "adam"), str) else None
             if chosen is not None:
                 data = {**{k: h.default for k, h in chosen.hyperparameters.items()}, **data}
         return data
@@ -343,7 +344,8 @@ def schema() -> type[Config]:
     hypers = hyperparameters()
     key = tuple(hypers.items())
     if _SCHEMA[0] != key:
-        _SCHEMA = (key, create_model("Config", __base__=Config, train=(_train_section(hypers), ...)))
+        train = _train_section(hypers)
+        _SCHEMA = (key, create_model("Config", __base__=Config, train=(train, Field(default_factory=train))))
     return _SCHEMA[1]
 
 

@@ -60,7 +60,7 @@ def test_default_batch_size_and_activation(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(xor_yaml(drop=("  batch_size:", "  activation:")))
     cfg = load_config(p)
-    assert cfg.train.batch_size == 32 and cfg.model.activation == "tanh"
+    assert cfg.train.batch_size == 32 and cfg.model.activation == "relu"  # scikit-learn's default (issue 15)
 
 
 def test_lr_in_exponent_notation_is_a_float(tmp_path):
@@ -296,7 +296,9 @@ REJECTED = {
     "missing_target_column": ([("target: y ", "target: label ")], [], [r"'label'|\blabel\b", r"x1"]),
     "layers_disagree_with_data": ([("[2, 4, 1]", "[3, 4, 1]")], [], [r"model\.layers", r"data (gives|needs|has|provides) 2\b"]),
     "outputs_disagree_with_data": ([("[2, 4, 1]", "[2, 4, 2]")], [], [r"model\.layers", r"\b1\b"]),
-    "missing_required_key": ([("  lr: 0.5\n", "")], [], [r"train\.lr\b", r"missing|required"]),  # loss is optional (issue 13)
+    # loss is optional (issue 13); train.lr, epochs, optimizer and model.activation have defaults (issue 15)
+    "missing_required_key": ([("  target: y ", "  targt: y ")], [], [r"data\.targt", r"did you mean 'target'"]),
+    "missing_layers": ([("  layers: [2, 4, 1]", "  # no layers")], [], [r"model\.layers\b", r"missing|required"]),
     "yaml_syntax_error": ([("  lr: 0.5", "  lr: [0.5")], [], [r"c\.yaml", r"line \d+"]),
     "python_tag": ([("name: xor", 'name: !!python/object/apply:os.system ["touch PWNED"]')], [], [r"c\.yaml", r"python|tag|unsafe|refused"]),
     "run_name_escapes": ([], ["--name", "../x"], [r"\.\./x", r"name"]),
@@ -410,3 +412,17 @@ def test_step_hidden_trains_with_a_warning(cli_results):
     assert re.search(r"derivative (is )?(0|zero)|zero (derivative|gradient)", warn[0], re.IGNORECASE), warn[0]
     summary = json.loads((Path(d, r.text.strip()) / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_run"] == 3
+
+
+
+def test_omitted_training_keys_take_scikit_learns_mlp_defaults(tmp_path):
+    """train.optimizer adam, train.lr 0.001, train.epochs 200, model.activation relu, as
+    scikit-learn's MLPClassifier(solver='adam', learning_rate_init=0.001, max_iter=200,
+    activation='relu'); the whole train section may be left out."""
+    sklearn = pytest.importorskip("sklearn.neural_network")
+    ref = sklearn.MLPClassifier()
+    (tmp_path / "c.yaml").write_text("data:\n  train: d.csv\n  target: y\nmodel:\n  layers: [auto, 8, auto]\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.epochs, cfg.model.activation) == \
+        (ref.solver, ref.learning_rate_init, ref.max_iter, ref.activation)
+    assert (cfg.train.beta1, cfg.train.beta2, cfg.train.eps) == (ref.beta_1, ref.beta_2, ref.epsilon)
