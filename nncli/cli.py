@@ -6,18 +6,17 @@ Exit codes: 0 success; 1 the job ran and failed (diverged, gradcheck mismatch);
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import json
-import sys
-from pathlib import Path
-from typing import List, Optional
-
-
-from . import process  # noqa: E402  (standard library only: before anything slow loads)
+from . import process  # standard library only, first of all: before anything slow loads
 
 process.hold_signals_while_loading()
 process.fit_the_address_space()
+
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import List, Optional  # noqa: E402
 
 import typer  # noqa: E402
 
@@ -293,15 +292,16 @@ def eval_(
     data: Optional[str] = typer.Option(None, "--data", help="Another labelled table (must have the target column(s))."),
     sep: Optional[str] = typer.Option(None, "--sep", help="Column separator of --data (default: the run's data.sep, else by the name: tab for .tsv)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
-    no_plots: bool = typer.Option(False, "--no-plots", help="Skip confusion.png."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip confusion.png and roc.png."),
 ):
     """Measure a trained run on labelled data.
 
     Default data: the config's test data, else its validation data, else the training data
-    (the report says which). Classification: loss, accuracy, per-class precision/recall/F1,
-    macro averages and the confusion matrix; regression: loss, MSE, RMSE, MAE, R² per target.
+    (the report says which). Classification: loss, accuracy, log-loss, ROC-AUC and average
+    precision (one-vs-rest macro for more classes), per-class precision/recall/F1, macro
+    averages and the confusion matrix; regression: loss, MSE, RMSE, MAE, R² per target.
     Saved in the run directory as eval.json (or eval_<name>_<hash>.json for each --data file),
-    with confusion.png (confusion_<name>_<hash>.png) for a classifier.
+    with confusion.png (confusion_<name>_<hash>.png) for a classifier, and roc.png for a binary one.
     """
     from . import view
     from .errors import OutputError
@@ -456,6 +456,77 @@ def sweep(
         raise Interrupted(f"sweep interrupted; finished runs are kept in {sw.dir}")
     if sw.failed:
         raise JobFailed(f"{len(sw.failed)} of {len(sw.tasks)} runs failed; see the table above")
+
+
+@app.command()
+@_command
+def cv(
+    config: Path = typer.Argument(..., help="YAML experiment config, e.g. configs/iris.yaml", show_default=False),
+    folds: int = typer.Option(5, "--folds", "-k", help="Number of folds K (at least 2)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Folds trained at the same time, each in its own process."),
+    set_: Optional[List[str]] = SetOpt,
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the fold assignment (default: the config's seed; training keeps the config's seed)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the cv directory is created."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (cv_dir, each fold's run and metrics, mean, std) on stdout."),
+    plots: bool = typer.Option(False, "--plots", help="Draw each fold run's pictures (skipped by default, as in a sweep)."),
+):
+    """K-fold cross-validation: one ordinary run per fold, then per-fold and mean ± std validation metrics.
+
+    The rows of data.train are dealt into K folds (stratified by class for classifiers, as
+    scikit-learn's StratifiedKFold(shuffle=True); KFold(shuffle=True) for regression). Each
+    fold trains on the other folds and validates on its own; the config's data.val,
+    val_split and test_split are not used. Everything goes into one cv directory (cv.yaml,
+    the fold files, the runs, results.csv). Exit 0 if every fold completed, 1 if any
+    failed, 130 if interrupted (finished folds are kept).
+    """
+    from . import view
+    from .cv import CrossValidation
+    from .errors import ConfigError, Interrupted, JobFailed
+    from .sweep import LocalProcessExecutor, worker_env
+
+    if jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    cvr = CrossValidation.create(config, folds, list(set_ or []), runs_dir, seed, plots)
+    for note in cvr.notes:
+        view.warning(note)
+    executor = LocalProcessExecutor(jobs, worker_env(jobs))
+    how = "stratified" if cvr.stratified else "shuffled"
+    view.info(f"cv {cvr.dir}: {cvr.k} {how} folds (seed {cvr.seed}), {jobs} at a time")
+    finished = [0]
+
+    def done(t, status):
+        finished[0] += 1
+        view.info(f"[{finished[0]}/{cvr.k}] fold {t.params['fold']}: {status}")
+
+    with _signals_call(executor.stop):
+        cvr.run(executor, done)
+    res = cvr.results()
+    with _stdout():
+        if as_json:
+            print(json.dumps(res.to_dict(), ensure_ascii=False))
+        else:
+            view.dataframe_table(_cv_table(res), title=f"cv {cvr.name}: {cvr.k} folds, validation metrics")
+            view.info(f"saved {cvr.dir / 'results.csv'}")
+            print(cvr.dir)
+    if cvr.stopped:
+        raise Interrupted(f"cv interrupted; finished folds are kept in {cvr.dir}")
+    if cvr.failed:
+        raise JobFailed(f"{len(cvr.failed)} of {cvr.k} folds failed; see the table above")
+
+
+def _cv_table(res):
+    """The folds and a last row 'mean ± std' over the completed folds, as text cells."""
+    import pandas as pd
+
+    from .view import _fmt
+
+    rows = [{"fold": str(r["fold"]), "id": r["id"] or "-", "status": r["status"],
+             "epochs": "-" if r["epochs"] is None else str(r["epochs"]),
+             "val_rows": "-" if r["val_rows"] is None else str(r["val_rows"]),
+             **{m: _fmt(r["metrics"].get(m)) for m in res.metrics}} for r in res.folds]
+    rows.append({"fold": "mean ± std", "id": f"{res.completed} of {res.k} folds", "status": "", "epochs": "", "val_rows": "",
+                 **{m: f"{_fmt(res.mean[m])} ± {_fmt(res.std[m])}" if m in res.mean else "-" for m in res.metrics}})
+    return pd.DataFrame(rows)
 
 
 @app.command()

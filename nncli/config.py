@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
 from .activations import ACTIVATIONS, hidden_activations
 from .errors import ConfigError, did_you_mean
@@ -21,6 +21,7 @@ from .formats import SHORT, short, shown
 from .losses import LOSSES
 from .model import INITS
 from .optim import OPTIMIZERS, Hyper, hyperparameters
+from .schedules import SCHEDULES, settings_of
 from .tasks import TASKS, Task
 from .yamlfile import dump_yaml, read_yaml, safe_load  # noqa: F401 (read_yaml, safe_load: part of this module's API)
 from .yamlfile import AliasExpansionError
@@ -119,6 +120,34 @@ class ModelConfig(_Section):
     activation: Union[str, list[str]] = Field("relu", description="hidden activation, or one per hidden layer (default relu, as scikit-learn's MLP)")
     output: Optional[str] = Field(None, description="output activation; default follows the loss")
     init: str = Field("xavier", description="a name in nncli.model.INITS (seeded), or an .npz file of initial weights")
+    dropout: Union[float, list[float]] = Field(
+        0.0, description="inverted dropout rate p in [0, 1) of the hidden units while training, or one per hidden layer")
+
+    @field_validator("dropout", mode="before")
+    @classmethod
+    def _dropout_rates(cls, v):
+        for i, p in enumerate(v if isinstance(v, list) else [v]):
+            where = f"entry {i}: " if isinstance(v, list) else ""
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+                raise ValueError(f"{where}{shown(p)} is not a dropout rate: give a number p with 0 <= p < 1 "
+                                 "(the probability of dropping a hidden unit; 0: no dropout)")
+        return v
+
+    @model_validator(mode="after")
+    def _dropout_layers(self):
+        n = len(self.layers) - 2
+        if isinstance(self.dropout, list) and len(self.dropout) != n:
+            raise ValueError(f"model.dropout lists {len(self.dropout)} rates but model.layers has {n} hidden layers; "
+                             "give one rate per hidden layer, or one rate for all")
+        if n == 0 and not isinstance(self.dropout, list) and self.dropout > 0:
+            raise ValueError("model.dropout: the network has no hidden layers to drop units of; remove model.dropout")
+        return self
+
+    @property
+    def dropout_rates(self) -> list[float]:
+        """p_l for each hidden layer."""
+        n = len(self.layers) - 2
+        return [float(self.dropout)] * n if not isinstance(self.dropout, list) else [float(p) for p in self.dropout]
 
     @field_validator("layers", mode="before")
     @classmethod
@@ -184,8 +213,51 @@ class ModelConfig(_Section):
 
 
 class EarlyStopping(_Section):
-    patience: int = Field(10, ge=1, description="epochs without improvement of val_loss before stopping")
-    min_delta: float = Field(0.0, ge=0, description="smallest decrease of val_loss that counts as improvement")
+    monitor: str = Field("val_loss", description="the metric watched: val_loss, val_accuracy or val_r2, loss, accuracy or r2")
+    patience: int = Field(10, ge=1, description="epochs without improvement of the monitored metric before stopping")
+    min_delta: float = Field(0.0, ge=0, description="smallest improvement (a decrease of a loss, an increase of accuracy or r2) that counts")
+
+
+class ScheduleConfig(_Section):
+    """train.schedule: a name of nncli.schedules.SCHEDULES, warmup, and that schedule's own keys
+    (checked and filled with their defaults here; cosine's T_max defaults to train.epochs - warmup)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
+    name: str = Field("constant", description="constant, step, exponential, cosine, plateau or invscaling")
+    warmup: int = Field(0, ge=0, description="epochs of linear warmup before the schedule")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data):
+        if isinstance(data, str):  # schedule: cosine
+            return {"name": data}
+        if not isinstance(data, dict):
+            raise ValueError(f"train.schedule: give a schedule name ({', '.join(SCHEDULES)}) or a mapping with name: "
+                             f"and its keys (got {shown(data)})")
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        return _choice(v, tuple(SCHEDULES), "schedule")
+
+    @model_validator(mode="after")
+    def _settings(self):
+        keys = settings_of(self.name)
+        extra = self.__pydantic_extra__
+        for k in list(extra):
+            if k not in keys:
+                valid = ", ".join(["name", "warmup", *keys])
+                raise ValueError(f"train.schedule.{k}: schedule '{self.name}' has no key {k!r}"
+                                 f"{did_you_mean(k, list(keys))} (valid keys here: {valid})")
+        for k, key in keys.items():
+            if extra.get(k) is None and key.default is None and k != "T_max":
+                raise ValueError(f"train.schedule.{k}: schedule '{self.name}' needs {k} ({key.doc.split(': ', 1)[-1]})")
+            try:
+                extra[k] = None if extra.get(k, key.default) is None else key.check(k, extra.get(k, key.default))
+            except ValueError as e:
+                raise ValueError(f"train.schedule.{e}") from None
+        return self
 
 
 class _TrainCore(_Section):
@@ -214,6 +286,11 @@ class _TrainCore(_Section):
         return data
 
     @model_validator(mode="after")
+    def _schedule_defaults(self):
+        _schedule_epochs(self)
+        return self
+
+    @model_validator(mode="after")
     def _optimizer_bounds(self):
         """The chosen optimizer's own bounds for a shared key (nesterov's momentum must be > 0)."""
         for k, h in OPTIMIZERS[self.optimizer].hyperparameters.items():
@@ -236,6 +313,52 @@ class _TrainCore(_Section):
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 1:
             raise ValueError(f"must be at least 1 or 'full' (got {v})")
         return v
+
+
+def _class_weight(v):
+    """train.class_weight: balanced, or label -> weight with labels as text (YAML's 1: 2.0 names label '1')."""
+    import math
+
+    if v is None or v == "balanced":
+        return v
+    if not isinstance(v, dict) or not v:
+        raise ValueError(f"{shown(v)} is neither balanced nor a mapping label: weight")
+    out = {}
+    for label, w in v.items():
+        key = str(label).lower() if isinstance(label, bool) else str(label)
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise ValueError(f"train.class_weight.{key}: {shown(w)} is not a weight: give a positive number")
+        if key in out:
+            raise ValueError(f"train.class_weight.{key}: the label is given twice")
+        out[key] = float(w)
+    return out
+
+
+MONITORS = {"loss": "min", "val_loss": "min", "accuracy": "max", "val_accuracy": "max", "r2": "max", "val_r2": "max"}
+
+
+def _check_monitor(es: Optional[EarlyStopping], metric: Optional[str], has_val: bool) -> None:
+    """train.early_stopping.monitor: a metric the run reports (``metric``: the task's, None while
+    the loss is not known yet), and validation data for a val_ one."""
+    if es is None:
+        return
+    m = es.monitor
+    if m not in MONITORS:
+        raise ValueError(f"train.early_stopping.monitor: unknown metric {shown(m)}{did_you_mean(m, list(MONITORS))} "
+                         f"(valid: {', '.join(MONITORS)})")
+    if m.startswith("val_") and not has_val:
+        raise ValueError(f"train.early_stopping watches the validation {'loss' if m == 'val_loss' else m[4:]}: "
+                         f"add data.val or data.val_split{'' if m == 'val_loss' else ', or monitor ' + m[4:]}")
+    if metric is not None and m.removeprefix("val_") not in ("loss", metric):
+        raise ValueError(f"train.early_stopping.monitor: this task reports {metric}, not {m.removeprefix('val_')}; "
+                         f"monitor {'val_' if m.startswith('val_') else ''}{metric} or {'val_' if m.startswith('val_') else ''}loss")
+
+
+def _schedule_epochs(train) -> None:
+    """cosine's T_max, when not given: the epochs after the warmup (the rest of the run is one half cosine)."""
+    s = getattr(train, "schedule", None)
+    if s is not None and s.name == "cosine" and s.__pydantic_extra__.get("T_max") is None:
+        s.__pydantic_extra__["T_max"] = max(1, train.epochs - s.warmup)
 
 
 def _hyper_field(h: Hyper):
@@ -281,10 +404,17 @@ class Config(_Section):
                 f"model.output '{out}' cannot be used with loss '{self.loss}' "
                 f"(valid: {', '.join(loss.valid_outputs())})"
             )
-        if self.train.early_stopping is not None and self.data.val is None and self.data.val_split is None:
-            raise ValueError("train.early_stopping watches the validation loss: add data.val or data.val_split")
+        _check_monitor(self.train.early_stopping, TASKS[loss.task].metric if loss else None,
+                       self.data.val is not None or self.data.val_split is not None)
         if loss and TASKS[loss.task].is_classifier and len(self.data.targets) > 1:
             raise ValueError(f"loss '{self.loss}' takes one target column; several targets need loss 'mse'")
+        return self
+
+    @model_validator(mode="after")
+    def _class_weight_task(self):
+        if getattr(self.train, "class_weight", None) is not None and self.loss is not None and not TASKS[LOSSES[self.loss].task].is_classifier:
+            raise ValueError(f"train.class_weight: class weights apply to classification (loss bce or cross_entropy), "
+                             f"not to loss '{self.loss}'; remove train.class_weight")
         return self
 
     # ------------------------------------------------------------------ derived
@@ -329,7 +459,12 @@ def _train_section(hypers: dict[str, Hyper]) -> type[_TrainCore]:
         l2=(float, Field(0.0, ge=0, description="weight decay: adds (l2/2) sum ||W_l||^2 to the loss")),
         dtype=(Literal["float32", "float64"], "float32"),
         early_stopping=(Optional[EarlyStopping], None),
+        schedule=(Optional[ScheduleConfig], Field(None, description="learning-rate schedule per epoch (nncli.schedules); none: constant")),
+        clip_norm=(Optional[float], Field(None, gt=0, description="rescale the gradient to this global L2 norm when it is larger")),
         checkpoint_every=(Optional[int], Field(None, ge=1, description="write a resumable checkpoint every K epochs")),
+        class_weight=(Annotated[Optional[Union[Literal["balanced"], dict[str, float]]], BeforeValidator(_class_weight)], Field(
+            None, description="balanced (n / (k count_c), as scikit-learn) or a mapping label: weight; "
+                              "the training loss becomes (1/n) sum_i w_{y_i} E_i (Keras' class_weight)")),
     )
 
 

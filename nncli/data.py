@@ -21,6 +21,7 @@ import numpy as np
 
 from .csvio import read_csv
 from .errors import DataError
+from .losses import class_weights
 from .columns import choose_features, text_column
 from .preprocess import Preprocessor, target_scaling_applies
 
@@ -172,6 +173,7 @@ def load_dataset(cfg, rng: np.random.Generator) -> Dataset:
         return Split(str(path), X, prep.transform_targets(frame, src, dtype=dtype, row_offset=at))
 
     splits = {"train": from_rows("train", rows["train"])}
+    prep.class_weight = class_weights(getattr(cfg.train, "class_weight", None), prep.classes, splits["train"].Y)
     for name in ("val", "test"):
         if name in rows:
             splits[name] = from_rows(f"{name} ({len(rows[name])} rows of {d.train})", rows[name])

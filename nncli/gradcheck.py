@@ -21,6 +21,11 @@ whose finite-difference step moves any pre-activation of such a layer across 0 (
 pattern at theta + eps differs from that at theta - eps) is counted as a kink, not a
 failure. The step activation's derivative is zero wherever it exists, so the gradients of
 the layers before it are exactly zero: the check passes, and the report says so.
+
+Dropout (model.dropout): E is random in training, so the check draws one mask per hidden
+layer (from the check's seeded generator) and keeps it fixed for backprop and for every
+finite difference: it checks a_l = f(z_l) ⊙ m_l / (1 - p) and its delta, and says so.
+Class weights (train.class_weight, the run's saved ones): E = (1/n) sum_i w_{y_i} E_i.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ class GradcheckReport:
     l2: float
     promoted_from: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    dropout: Optional[list[float]] = None  # p_l per hidden layer when checked with fixed masks (None: no dropout)
+    class_weight: Optional[list[float]] = None  # w_c per class in E (None: unweighted)
 
     @property
     def passed(self) -> bool:
@@ -102,28 +109,35 @@ def gradcheck(
     max_elements: Optional[int] = None,
     rng: Optional[np.random.Generator] = None,
     grad_fn: Optional[Callable] = None,
+    class_weight: Optional[list[float]] = None,
+    masks: Optional[list] = None,
 ) -> GradcheckReport:
     """Compare backprop with central differences for every parameter tensor of ``model``.
 
     ``model`` is not modified: the check runs on a float64 copy. ``grad_fn(model, X, Y, loss,
     l2) -> list of gradients`` replaces backprop (to test the checker itself).
     ``max_elements`` checks a seeded random subset of that many elements per tensor.
+    With dropout rates in ``model.dropout``, one mask per hidden layer is drawn from ``rng``
+    (or ``masks`` given) and used for every evaluation of E; ``class_weight`` (w_c per class)
+    weights E as training does.
     """
-    loss = LOSSES[loss_name]
+    loss = LOSSES[loss_name].weighted(class_weight)
     promoted = None if model.dtype == np.float64 else str(model.dtype)
     m = model.astype(np.float64)
     X = np.asarray(X, np.float64)
     Y = np.asarray(Y, np.float64)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    if masks is None and m.has_dropout:  # the one fixed mask the whole check uses
+        masks = m.draw_masks(X.shape[0], rng)
     if grad_fn is None:
-        _, grads = m.loss_and_grads(X, Y, loss, l2)
+        _, grads = m.loss_and_grads(X, Y, loss, l2, masks)
     else:
         grads = grad_fn(m, X, Y, loss, l2)
-    rng = rng if rng is not None else np.random.default_rng(0)
     kinked = any(a.has_kink for a in m.acts)
-    floor = tiny * max(1.0, abs(m.objective(X, Y, loss, l2)))
+    floor = tiny * max(1.0, abs(m.objective(X, Y, loss, l2, masks)))
 
     def E_at() -> tuple[float, list]:
-        m.forward(X)
+        m.forward(X, masks=masks)
         E = m.loss(Y, loss)
         if l2:
             E += 0.5 * l2 * sum(float(np.sum(W * W)) for W in m.W)
@@ -136,8 +150,18 @@ def gradcheck(
             idx = np.sort(rng.choice(P.size, size=max_elements, replace=False))
         checks.append(_check_tensor(name, P, np.asarray(G, np.float64), idx, E_at, kinked, eps, tol, floor))
     notes = _notes(m, promoted, any(t.kinks for t in checks))
+    dropout = None
+    if masks is not None:
+        dropout = list(m.dropout)
+        kept = ", ".join(f"{float(np.count_nonzero(x)) / x.size:.2f}" for x in masks if x is not None)
+        notes.append(f"dropout (model.dropout {dropout}): checked with one fixed mask per hidden layer, the same for "
+                     f"backprop and every finite difference (a_l = f(z_l) ⊙ m_l / (1 - p); kept fractions {kept}); "
+                     "eval and predict use the full network")
+    if loss.class_weight is not None:
+        notes.append(f"class weights {list(loss.class_weight)}: E = (1/n) sum_i w_(y_i) E_i, as in training")
     acts = [a.name for a in m.acts]
-    return GradcheckReport(checks, int(X.shape[0]), eps, tol, floor, loss_name, acts, l2, promoted, notes)
+    return GradcheckReport(checks, int(X.shape[0]), eps, tol, floor, loss_name, acts, l2, promoted, notes,
+                           dropout, None if loss.class_weight is None else list(loss.class_weight))
 
 
 def _check_tensor(name, P, G, idx, E_at, kinked, eps, tol, floor) -> TensorCheck:
@@ -236,25 +260,27 @@ def check_target(
     if target.is_dir():
         if overrides:
             raise ConfigError("--set applies to a config file, not to a run directory")
-        cfg, model, X, Y, note = _trained(target)
+        cfg, model, X, Y, note, class_weight = _trained(target)
         what = f"run {target} (trained weights)"
     else:
         from .config import load_config
         from .job import prepare
 
         data, model, _, cfg = prepare(load_config(target, overrides))
-        X, Y, note = data.train.X, data.train.Y, None
+        X, Y, note, class_weight = data.train.X, data.train.Y, None, data.prep.class_weight
         what = f"config {target} (fresh weights, seed {cfg.seed})"
     rng = np.random.default_rng(seed)
     n = min(samples, X.shape[0])
     rows = np.sort(rng.choice(X.shape[0], size=n, replace=False))
-    report = gradcheck(model, X[rows], Y[rows], cfg.loss, cfg.train.l2, eps, tol, max_elements=max_elements, rng=rng)
+    model.set_dropout(cfg.model.dropout_rates)  # a fixed mask, drawn with seed after the rows
+    report = gradcheck(model, X[rows], Y[rows], cfg.loss, cfg.train.l2, eps, tol, max_elements=max_elements, rng=rng,
+                       class_weight=class_weight)
     report.notes += [note] if note else []
     return report, what
 
 
 def _trained(run_dir):
-    """(config, trained model, X, Y of its saved training rows, a note or None) of a run directory."""
+    """(config, trained model, X, Y of its saved training rows, a note or None, the saved class weights) of a run directory."""
     from .data import read_labelled_csv
     from .runs import load_run
 
@@ -262,4 +288,4 @@ def _trained(run_dir):
     cfg, prep = run.config, run.prep
     df, src = read_labelled_csv(cfg.data.train, "data.train", prep, cfg.data.sep)
     df, note = run.rows_of(df, "train", src)
-    return cfg, run.model, prep.transform(df, src), prep.transform_targets(df, src), note
+    return cfg, run.model, prep.transform(df, src), prep.transform_targets(df, src), note, prep.class_weight

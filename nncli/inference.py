@@ -119,36 +119,55 @@ def _regression_report(prep, df, source, Y, A, loss, row_offset=0) -> dict:
 
 
 def _classification_report(prep, Y, A) -> dict:
+    """Accuracy, per-class and macro precision / recall / F1, the confusion matrix, and the
+    scores of the probabilities (:func:`nncli.metrics.probability_scores`: log-loss, ROC-AUC
+    and average precision, per class one-vs-rest for more than two classes, the ROC curve's
+    points for two); ``score_notes`` says which of those are undefined on these rows (a class
+    absent, say: not a problem of the data, so not among the report's ``notes``)."""
     y_true, y_pred = prep.task.true_codes(Y), prep.task.predicted_codes(A)
     C = M.confusion_matrix(y_true, y_pred, len(prep.classes))
     pc = M.per_class(C)
+    ranked = M.probability_scores(y_true, prep.task.probabilities(A), list(prep.classes))
+    per_class_roc, score_notes = ranked.pop("per_class", {}), ranked.pop("notes")
     return {
         "accuracy": M.accuracy(y_true, y_pred),
+        **{m: ranked.pop(m) for m in ("log_loss", "roc_auc", "average_precision")},
         "per_class": {label: {"precision": float(pc["precision"][i]), "recall": float(pc["recall"][i]),
-                              "f1": float(pc["f1"][i]), "support": int(pc["support"][i])}
+                              "f1": float(pc["f1"][i]), "support": int(pc["support"][i]),
+                              **per_class_roc.get(label, {})}
                       for i, label in enumerate(prep.classes)},
         "macro": {m: float(np.mean(pc[m])) for m in ("precision", "recall", "f1")},
         "confusion_matrix": {"labels": list(prep.classes), "matrix": C.tolist(),
                              "rows": "true class", "columns": "predicted class"},
+        **ranked,  # positive_class and roc_curve (two classes) or roc_average
+        **({"score_notes": score_notes} if score_notes else {}),
     }
 
 
 def save_eval(run: Run, report: dict, fname: str, plots: bool = True) -> list[Path]:
-    """Write the report (and, for a classifier, its confusion.png) into the run directory;
-    OutputError naming the file if one cannot be written (a full disk, a read-only run)."""
+    """Write the report (and, for a classifier, its confusion.png; for a binary one with rows of
+    both classes, roc.png) into the run directory; OutputError naming the file if one cannot be
+    written (a full disk, a read-only run)."""
     try:
         saved = [run.dir.write_report(fname, report)]
     except OSError as e:
         raise OutputError(f"{run.path / fname}: cannot save the report ({e.strerror or e})") from None
     if plots and "confusion_matrix" in report:
-        from .plots import confusion_plot
+        from .plots import confusion_plot, roc_plot
 
-        cm = report["confusion_matrix"]
-        png = run.path / (fname.replace("eval", "confusion", 1).removesuffix(".json") + ".png")
-        try:
-            saved.append(confusion_plot(cm["matrix"], cm["labels"], png, f"{run.config.name}: {report['source']}"))
-        except OSError as e:
-            raise OutputError(f"{png}: cannot save the picture ({e.strerror or e}); {saved[0]} was saved") from None
+        cm, title = report["confusion_matrix"], f"{run.config.name}: {report['source']}"
+        pictures = [("confusion", lambda png: confusion_plot(cm["matrix"], cm["labels"], png, title))]
+        if report.get("roc_curve"):  # a binary classifier evaluated on rows of both classes
+            roc = report["roc_curve"]
+            pictures.append(("roc", lambda png: roc_plot(roc["fpr"], roc["tpr"], report["roc_auc"],
+                                                         report["positive_class"], png, title)))
+        for stem, draw in pictures:
+            png = run.path / (fname.replace("eval", stem, 1).removesuffix(".json") + ".png")
+            try:
+                saved.append(draw(png))
+            except OSError as e:
+                raise OutputError(f"{png}: cannot save the picture ({e.strerror or e}); "
+                                  f"{', '.join(map(str, saved))} {'was' if len(saved) == 1 else 'were'} saved") from None
     return saved
 
 

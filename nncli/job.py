@@ -32,7 +32,7 @@ from .losses import LOSSES
 from .memory import check_training_memory
 from .model import MLP, load_weights
 from .optim import OPTIMIZERS, Optimizer
-from .runs import CHECKPOINT, LOCK, RunDir, versions
+from .runs import CHECKPOINT, LOCK, RunDir, model_config_digest, versions
 from .train import CheckpointError, EpochRecord, FitOptions, Trainer, evaluate
 
 
@@ -82,6 +82,7 @@ def prepare(cfg: Config) -> tuple[Dataset, MLP, np.random.Generator, Config]:
     sizes = resolve_sizes(cfg, data.prep.n_inputs, data.prep.n_outputs, data.prep.input_names)
     check_training_memory(cfg, sizes, data)  # all training will allocate, the model included, before any of it is
     model = build_model(cfg, sizes, rng)
+    model.set_dropout(cfg.model.dropout_rates)  # masks drawn in training only (Trainer._step), from rng
     resolved = cfg.model_copy(deep=True)
     resolved.model.layers = sizes
     resolved.model.output = cfg.output
@@ -107,7 +108,7 @@ class TrainingJob:
         self.runs_dir = Path(runs_dir)
         self.run: Optional[RunDir] = None
         self.loss = LOSSES[self.cfg.loss]
-        self.trainer = Trainer(self.model, self.loss, build_optimizer(self.cfg, self.model), self.cfg.task,
+        self.trainer = Trainer(self.model, self.loss.weighted(self.data.prep.class_weight), build_optimizer(self.cfg, self.model), self.cfg.task,
                                self.data.train, self.data.val, self.rng,
                                replace(FitOptions.from_config(self.cfg.train), divergence_hint=divergence_hint(self.cfg)))
         self.warnings = self.cfg.warnings() + list(self.data.notes)
@@ -187,7 +188,7 @@ class TrainingJob:
         self.run.write_preprocess(self.data.prep)
         self.run.write_splits(self.data.rows, self.data.n_rows)
         self.run.write_data_files(self.data_files)
-        self._metrics_size = self.run.start_metrics(metric, has_val)
+        self._metrics_size = self.run.start_metrics(metric, has_val, lr=self.trainer.schedule is not None)  # lr: per epoch
         self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return self.run.path
 
@@ -295,6 +296,7 @@ class TrainingJob:
             summary["message"] = res.message
         if res.best_epoch is not None:
             summary["best_epoch"] = res.best_epoch
+            summary["monitor"] = res.monitor  # the metric early stopping watched
             summary["stopped_early"] = res.stopped_early
         for key, split in (("metrics", self.data.train), ("val_metrics", self.data.val)):
             if split is not None:
@@ -305,6 +307,7 @@ class TrainingJob:
         summary["warnings"] = list(self.warnings)  # the data's notes (near-unique columns, dropped rows, ...) and the config's
         summary["versions"] = versions()
         summary["files"] = self.run.digests()  # load_run checks them: a changed model.npz is refused, not used
+        summary["model_config"] = model_config_digest(self.cfg)  # and the settings of config.yaml the network depends on
         return summary
 
     def _draw(self) -> None:
@@ -314,7 +317,8 @@ class TrainingJob:
 
             prep, tr = self.data.prep, self.data.train
             h = self.result.history
-            history = ([r.epoch for r in h], [r.loss for r in h], [r.val_loss for r in h] if self.data.val is not None else None)
+            history = ([r.epoch for r in h], [r.loss for r in h], [r.val_loss for r in h] if self.data.val is not None else None,
+                       [r.lr for r in h] if h and h[0].lr is not None else None)  # lr: under a train.schedule
             points = (prep.unscale(tr.X), prep.task.true_codes(tr.Y)) if plots.can_draw_boundary(prep) else (None, None)
             plots.render(plots.run_spec(self.run.path, self.cfg.name, history, self.model, prep, *points))
         except Exception as e:

@@ -17,6 +17,7 @@ import yaml
 
 from .errors import ConfigError, RunError, did_you_mean
 from .runs import CHECKPOINT, CONFIG, SWEEP_FILE, RunDir
+from .cv import CV_FILE
 
 LOWER_IS_BETTER = ("loss", "seconds", "mse", "rmse", "mae")
 
@@ -91,8 +92,8 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
         raise ConfigError(f"{runs_dir}: no such runs directory")
     rows, warnings = [], []
     for p in sorted(runs_dir.iterdir()):
-        if not p.is_dir() or p.name.startswith(".") or (p / SWEEP_FILE).exists():
-            continue  # not a run: hidden, or a sweep directory (list it with nncli runs SWEEP_DIR)
+        if not p.is_dir() or p.name.startswith(".") or (p / SWEEP_FILE).exists() or (p / CV_FILE).exists():
+            continue  # not a run: hidden, or a sweep or cv directory (list it with nncli runs SWEEP_DIR)
         try:
             rows.append(read_run(p))
         except (ValueError, OSError) as e:

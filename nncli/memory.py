@@ -132,10 +132,11 @@ def optimizer_slots(name: str, dtype="float32", hyper: Optional[dict] = None) ->
 
 def training_bytes(sizes, dtype: str = "float32", batch_size="full", n_train: int = 1, n_val: int = 0,
                    optimizer: str = "sgd", early_stopping: bool = False, model_built: bool = True,
-                   hyper: Optional[dict] = None) -> dict[str, int]:
+                   hyper: Optional[dict] = None, dropout_widths=()) -> dict[str, int]:
     """What training allocates, part by part, in bytes (the data themselves excluded: they
     are read already). ``model_built``: the weights exist already (else they are counted,
-    with the float64 draw of the largest layer they are initialised from)."""
+    with the float64 draw of the largest layer they are initialised from). ``dropout_widths``:
+    the widths of the hidden layers with dropout (a float64 draw and two masks a batch each)."""
     s = np.dtype(dtype).itemsize
     sizes = [int(k) for k in sizes]
     P = n_parameters(sizes)
@@ -154,6 +155,7 @@ def training_bytes(sizes, dtype: str = "float32", batch_size="full", n_train: in
         "checkpoint written in memory": 2 * (1 + max(0, slots - 1) + (1 if early_stopping else 0)) * P * s,
         "workspace": (R + (B if R > B else 0)) * per_row + (0 if B == n_train else B * (n_in + n_out) * s),
         "epoch order and scores": n_train * 16 + max(n_train, n_val) * (n_out * s + 3 * 8 * n_out + 24),
+        "dropout masks": sum(B * int(w) * (8 + 2 * s) for w in dropout_widths),
     }
     return parts
 
@@ -175,8 +177,11 @@ def check_training_memory(cfg, sizes, data, model=None) -> None:
     from .optim import OPTIMIZERS
 
     hyper = {k: getattr(t, k) for k in OPTIMIZERS[t.optimizer].hyperparameters if hasattr(t, k)}
+    rates = getattr(cfg.model, "dropout_rates", None) or []
+    widths = [w for w, r in zip(sizes[1:-1], rates) if r > 0]
     parts = training_bytes(sizes, t.dtype, t.batch_size, n_train, n_val, t.optimizer,
-                           t.early_stopping is not None, model_built=model is not None, hyper=hyper)
+                           t.early_stopping is not None, model_built=model is not None, hyper=hyper,
+                           dropout_widths=widths)
     need = sum(parts.values())
     if need <= avail:
         return

@@ -10,6 +10,16 @@ Backward:  delta_L = dE/dy_hat ⊙ f_L'(z_L)   (= (y_hat - y) / n for the matchi
            delta_l = (W_{l+1}^T delta_{l+1}) ⊙ f_l'(z_l)
            dE/dW_l = delta_l a_{l-1}^T,   dE/db_l = delta_l   (summed over the batch)
 
+Dropout (model.dropout, a rate p_l per hidden layer; inverted dropout, training only): a
+training forward pass draws a mask m_l (each unit kept, m = 1, with probability 1 - p_l)
+and uses a_l = f_l(z_l) ⊙ m_l / (1 - p_l) as the next layer's input; backward then has
+delta_l = (W_{l+1}^T delta_{l+1}) ⊙ m_l / (1 - p_l) ⊙ f_l'(z_l) and dE/dW_{l+1} takes the
+masked a_l. Without a generator (eval, predict, the pictures, validation) no mask is drawn:
+the full network.
+
+Class weights live in the Loss (losses.Loss.weighted): the output delta of row i is scaled
+by w_{y_i}, delta_L = w ⊙ (y_hat - y) / n.
+
 All parameters live in one flat array (W_l and b_l are views into it), so an optimizer
 updates them with one call per step. The buffers of a batch (z_l, a_l, delta_l, the
 gradients) are the model's own, allocated once per batch size and reused.
@@ -73,6 +83,9 @@ class _Buffers:
         views = flat_views(self.grad_flat, [x.shape for pair in zip(model.W, model.b) for x in pair])
         self.dW, self.db = views[0::2], views[1::2]
         self.W_tmp = [np.empty_like(W) for W in model.W]  # l2 W_l scratch
+        # dropout (hidden layers with p_l > 0, else None): uniforms, the scaled masks m_l / (1 - p_l), masked a_l
+        self.U, self.M, self.H = ([np.empty((n, k), d) if p > 0 else None for k, p in zip(sizes[1:-1], model.dropout)]
+                                  for d in (np.float64, dt, dt))
 
     def first(self, n: int) -> "_Buffers":
         """The same buffers trimmed to the first ``n`` rows (a short last batch)."""
@@ -84,6 +97,7 @@ class _Buffers:
         v.loss_scratch = tuple(x[:n] for x in self.loss_scratch)
         v.stats = tuple(x[:n] for x in self.stats)
         v.grad_flat, v.dW, v.db, v.W_tmp = self.grad_flat, self.dW, self.db, self.W_tmp
+        v.U, v.M, v.H = ([None if x is None else x[:n] for x in xs] for xs in (self.U, self.M, self.H))
         return v
 
 
@@ -114,6 +128,8 @@ class MLP:
         self._buf: Optional[_Buffers] = None  # for the largest batch seen
         self._views: dict[int, _Buffers] = {}  # _buf trimmed to each batch size in use
         self._cur: Optional[_Buffers] = None  # those of the last forward
+        self.dropout: list[float] = [0.0] * len(hidden)  # p_l per hidden layer (set_dropout)
+        self._masks: Optional[list] = None  # the scaled masks m_l / (1 - p_l) of the last forward (None: none)
 
     @classmethod
     def initialise(cls, sizes, hidden, output, rng: np.random.Generator, scheme="xavier", dtype="float32"):
@@ -143,7 +159,39 @@ class MLP:
         return dict(self.params())
 
     def astype(self, dtype) -> "MLP":
-        return MLP([W.astype(dtype) for W in self.W], [b.astype(dtype) for b in self.b], self.hidden, self.output)
+        m = MLP([W.astype(dtype) for W in self.W], [b.astype(dtype) for b in self.b], self.hidden, self.output)
+        m.set_dropout(self.dropout)
+        return m
+
+    def set_dropout(self, rates: Sequence[float]) -> None:
+        """p_l for each hidden layer, each in [0, 1) (0: no dropout there)."""
+        rates = [float(p) for p in rates]
+        if len(rates) != len(self.hidden) or not all(0.0 <= p < 1.0 for p in rates):
+            raise ValueError(f"need one dropout rate in [0, 1) per hidden layer ({len(self.hidden)}), got {rates}")
+        if rates != self.dropout:
+            self.dropout = rates
+            self._buf, self._views, self._cur = None, {}, None  # the dropout buffers follow the rates
+
+    @property
+    def has_dropout(self) -> bool:
+        return any(p > 0 for p in self.dropout)
+
+    def draw_masks(self, n: int, rng: np.random.Generator, out=None) -> list:
+        """One scaled mask m_l / (1 - p_l) of shape (n, n_l) per hidden layer (None where p_l = 0):
+        for each such layer in order, rng.random((n, n_l)) uniforms u, and m = 1 (kept) where
+        u >= p_l, so P(kept) = 1 - p_l. ``out``: (uniform, mask) buffers to fill."""
+        masks = []
+        for l, (k, p) in enumerate(zip(self.sizes[1:-1], self.dropout)):
+            if p <= 0:
+                masks.append(None)
+                continue
+            U, M = out if out is not None else (None, None)
+            u = rng.random((n, k)) if U is None else rng.random(out=U[l])
+            m = np.empty((n, k), self.dtype) if M is None else M[l]
+            np.greater_equal(u, p, out=m, casting="unsafe")  # 1 kept, 0 dropped
+            np.multiply(m, const(1.0 / (1.0 - p), m.dtype), m)  # inverted dropout: kept units scaled by 1/(1 - p)
+            masks.append(m)
+        return masks
 
     def _buffers(self, n: int) -> _Buffers:
         buf = self._views.get(n)
@@ -155,18 +203,40 @@ class MLP:
         return buf
 
     # ----------------------------------------------------------------- propagation
-    def forward(self, X: np.ndarray) -> np.ndarray:
+    def forward(self, X: np.ndarray, rng: Optional[np.random.Generator] = None, masks=None) -> np.ndarray:
         """y_hat (n, n_L) for X (n, n_0); keeps every z_l and a_l for :meth:`backward`.
 
+        Training: with the run's generator ``rng`` and dropout rates > 0, fresh dropout masks
+        are drawn from it (:meth:`draw_masks`); ``masks`` gives fixed ones instead (gradcheck).
+        Neither (or every rate 0): the full network, and ``rng`` is not used.
         The result is the model's own buffer, overwritten by the next call: copy it to keep it.
         """
         buf = self._buffers(X.shape[0])
+        if masks is None and rng is not None and self.has_dropout:
+            masks = self.draw_masks(X.shape[0], rng, (buf.U, buf.M))
+        self._masks = masks
         a = X
-        for z, a_out, WT, b, act in zip(buf.Z, buf.A, self.WT, self.b, self.acts):
+        for l, (z, a_out, WT, b, act) in enumerate(zip(buf.Z, buf.A, self.WT, self.b, self.acts)):
             _dot(a, WT, z)
             np.add(z, b, z)  # z_l = W_l a_{l-1} + b_l, one row per sample
             a = act.f(z, a_out, buf.stats) if act.row_stats else act.f(z, a_out)  # a_l = f_l(z_l)
+            if masks is not None and l < len(masks) and masks[l] is not None:
+                a = np.multiply(a, masks[l], self._masked(buf, l))  # a_l = f_l(z_l) ⊙ m_l / (1 - p_l)
         return a
+
+    def _masked(self, buf: _Buffers, l: int) -> np.ndarray:
+        """The buffer of hidden layer l's masked activations (allocated if fixed masks were given
+        for a layer the rates leave undropped)."""
+        if buf.H[l] is None:
+            buf.H[l] = np.empty_like(buf.A[l])
+        return buf.H[l]
+
+    def _layer_input(self, X: np.ndarray, l: int) -> np.ndarray:
+        """a_{l-1} as layer l (0-based) saw it in the last forward: X, or a hidden activation, masked if dropped."""
+        if l == 0:
+            return X
+        m = self._masks
+        return self._cur.H[l - 1] if m is not None and m[l - 1] is not None else self._cur.A[l - 1]
 
     def loss(self, Y: np.ndarray, loss: Loss) -> float:
         """E of the batch of the last :meth:`forward` (without L2), from the logits where the
@@ -183,15 +253,17 @@ class MLP:
         """Backpropagation after :meth:`forward` on the same X. Returns the gradient of the
         batch-mean loss plus (l2 / 2) sum_l ||W_l||^2, one flat array laid out like the
         parameters (overwritten by the next call)."""
-        buf, n = self._cur, X.shape[0]
+        buf, n, masks = self._cur, X.shape[0], self._masks
         D = buf.D[-1]
         if loss.shortcut_output == self.output:
             np.subtract(buf.A[-1], Y, D)  # delta_L = (y_hat - y) / n
             np.multiply(D, const(1.0 / n, D.dtype), D)
+            if loss.class_weight is not None:  # delta_L = w ⊙ (y_hat - y) / n, w_{y_i} per row
+                np.multiply(D, loss.row_weights(Y), D)
         else:  # delta_L = dE/dy_hat ⊙ f_L'(z_L) (a Jacobian product for softmax)
-            self.acts[-1].backward(buf.Z[-1], buf.A[-1], loss.grad(Y, buf.A[-1]), D)
+            self.acts[-1].backward(buf.Z[-1], buf.A[-1], loss.output_grad(Y, buf.A[-1]), D)
         for l in range(self.n_layers - 1, -1, -1):
-            a_prev, D = (X if l == 0 else buf.A[l - 1]), buf.D[l]
+            a_prev, D = self._layer_input(X, l), buf.D[l]
             _dot(D.T, a_prev, buf.dW[l])  # dE/dW_l = delta_l a_{l-1}^T
             np.add.reduce(D, 0, None, buf.db[l])  # dE/db_l = delta_l, summed over the batch
             if l2:  # + l2 W_l, the gradient of (l2 / 2) ||W_l||^2
@@ -201,6 +273,8 @@ class MLP:
                 D_prev = buf.D[l - 1]
                 D.dot(self.W[l], D_prev)
                 np.multiply(D_prev, self.acts[l - 1].df(buf.Z[l - 1], buf.A[l - 1], buf.S[l - 1]), D_prev)
+                if masks is not None and masks[l - 1] is not None:  # ⊙ m_{l-1} / (1 - p): dropped units pass nothing back
+                    np.multiply(D_prev, masks[l - 1], D_prev)
         return buf.grad_flat
 
     # ----------------------------------------------------------------- whole datasets
@@ -212,17 +286,17 @@ class MLP:
             out[s : s + chunk] = self.forward(X[s : s + chunk])
         return out
 
-    def objective(self, X, Y, loss: Loss, l2: float = 0.0) -> float:
-        """E(W) on (X, Y): the mean loss plus (l2 / 2) sum_l ||W_l||^2."""
-        self.forward(X)
+    def objective(self, X, Y, loss: Loss, l2: float = 0.0, masks=None) -> float:
+        """E(W) on (X, Y): the mean loss plus (l2 / 2) sum_l ||W_l||^2 (with fixed dropout ``masks``, if given)."""
+        self.forward(X, masks=masks)
         E = self.loss(Y, loss)
         if l2:
             E += 0.5 * l2 * float(sum(np.sum(W.astype(np.float64) ** 2) for W in self.W))
         return E
 
-    def loss_and_grads(self, X, Y, loss: Loss, l2: float = 0.0):
-        """(E, [dE/dW1, dE/db1, ...]) on (X, Y), the gradients as new arrays."""
-        E = self.objective(X, Y, loss, l2)
+    def loss_and_grads(self, X, Y, loss: Loss, l2: float = 0.0, masks=None):
+        """(E, [dE/dW1, dE/db1, ...]) on (X, Y), the gradients as new arrays (fixed dropout ``masks``: see forward)."""
+        E = self.objective(X, Y, loss, l2, masks)
         self.backward(X, Y, loss, l2)
         return E, [np.array(g) for pair in zip(self._cur.dW, self._cur.db) for g in pair]
 

@@ -1,10 +1,12 @@
 """Pictures of a run, drawn with matplotlib's Agg backend (imported only here, only when drawing).
 
-- loss.png: training (and validation) loss per epoch.
+- loss.png: training (and validation) loss per epoch, and the learning rate on a second
+  axis when a train.schedule changes it.
 - decision_boundary.png: for a classifier with two numeric input features, the class
   regions over the input plane and, for binary tasks, the contour y_hat = 1/2 (the
   lecture's decision boundary), with the training points on top.
 - confusion.png: the confusion matrix of an evaluation.
+- roc.png: the ROC curve of a binary classifier's evaluation, with the diagonal and the AUC.
 """
 
 from __future__ import annotations
@@ -41,12 +43,18 @@ def _save(fig, path: Path, tight: bool = True) -> Path:
     return path
 
 
-def loss_plot(epochs, loss, val_loss, path: Path, title: str = "", units: str = "") -> Path:
+def loss_plot(epochs, loss, val_loss, path: Path, title: str = "", units: str = "", lr=None) -> Path:
+    """``lr``: the learning rate per epoch, drawn on a right-hand axis (None: not drawn)."""
     fig = _figure((6, 4))
     ax = fig.subplots()
-    ax.plot(epochs, loss, label="train loss", color="tab:blue")
+    lines = ax.plot(epochs, loss, label="train loss", color="tab:blue")
     if val_loss is not None:
-        ax.plot(epochs, val_loss, label="validation loss", color="tab:orange")
+        lines += ax.plot(epochs, val_loss, label="validation loss", color="tab:orange")
+    if lr is not None:
+        ax2 = ax.twinx()
+        lines += ax2.plot(epochs, lr, label="learning rate", color="tab:green", linestyle="--", linewidth=1)
+        ax2.set_ylabel("learning rate η")
+        ax2.set_ylim(bottom=0)
     vals = np.asarray([v for v in list(loss) + list(val_loss if val_loss is not None else []) if np.isfinite(v)])
     if len(vals) and vals.min() > 0 and vals.max() / vals.min() > 100:
         ax.set_yscale("log")
@@ -54,8 +62,8 @@ def loss_plot(epochs, loss, val_loss, path: Path, title: str = "", units: str = 
     ax.set_ylabel(f"loss E ({units})" if units else "loss E")  # regression: on standardized targets, or not
     ax.set_title(title or "loss per epoch")
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
+    ax.legend(lines, [ln.get_label() for ln in lines])
+    fig.subplots_adjust(left=0.13, right=0.97 if lr is None else 0.86, bottom=0.12, top=0.92)
     return _save(fig, path, tight=False)
 
 
@@ -141,17 +149,39 @@ def confusion_plot(matrix, labels, path: Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def roc_plot(fpr, tpr, auc: float, positive: str, path: Path, title: str = "") -> Path:
+    """The ROC curve (true against false positive rate, one point per distinct threshold of
+    P(class ``positive``), tied scores joined by a straight segment), the diagonal of a
+    classifier that guesses, and the AUC in the legend."""
+    fig = _figure((5, 5))
+    ax = fig.subplots()
+    ax.plot(fpr, tpr, color="tab:blue", linewidth=1.8, label=f"ROC curve (AUC {auc:.4f})", zorder=3)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance (AUC 0.5)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title or "ROC curve", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(title=f"positive class: {positive}", loc="lower right", fontsize=8, title_fontsize=8)
+    return _save(fig, path)
+
+
 def run_spec(run_dir: Path, name: str, history, model, prep, X_raw=None, labels=None) -> dict:
     """Everything the pictures of a run show, as plain arrays and strings: the input of
     :func:`render`, computed without matplotlib.
 
-    history: (epochs, train losses, validation losses or None). X_raw, labels: the training
-    inputs in their own units and their class codes, for decision_boundary.png.
+    history: (epochs, train losses, validation losses or None[, learning rates or None]); the
+    learning rate is drawn only when it changes. X_raw, labels: the training inputs in their
+    own units and their class codes, for decision_boundary.png.
     """
-    epochs, loss, val = history
+    epochs, loss, val, *more = history
+    lr = np.asarray(more[0], np.float64) if more and more[0] is not None else None
     spec = {"run_dir": str(run_dir), "name": name,
             "loss": {"epochs": np.asarray(epochs, np.int64), "loss": np.asarray(loss, np.float64),
                      "val": None if val is None else np.asarray(val, np.float64),
+                     "lr": lr if lr is not None and len(lr) and np.ptp(lr) > 0 else None,
                      "units": getattr(prep, "loss_units", None) or ""} if len(epochs) else None,
             "boundary": None}
     if X_raw is not None and can_draw_boundary(prep):
@@ -164,7 +194,8 @@ def render(spec: dict) -> list[Path]:
     run_dir, name, out = Path(spec["run_dir"]), spec["name"], []
     if spec["loss"] is not None:
         L = spec["loss"]
-        out.append(loss_plot(L["epochs"], L["loss"], L["val"], run_dir / "loss.png", f"{name}: loss per epoch", L.get("units", "")))
+        out.append(loss_plot(L["epochs"], L["loss"], L["val"], run_dir / "loss.png", f"{name}: loss per epoch", L.get("units", ""),
+                             L.get("lr")))
     if spec["boundary"] is not None:
         out.append(boundary_figure(spec["boundary"], run_dir / "decision_boundary.png", f"{name}: decision regions"))
     return out
@@ -180,7 +211,8 @@ def draw_run(run_dir: Path) -> tuple[list[Path], list[str]]:
     run = load_run(run_dir, require_complete=False)
     rows = run.dir.read_metrics()
     history = ([int(r["epoch"]) for r in rows], [float(r["loss"]) for r in rows],
-               [float(r["val_loss"]) for r in rows] if rows and "val_loss" in rows[0] else None)
+               [float(r["val_loss"]) for r in rows] if rows and "val_loss" in rows[0] else None,
+               [float(r["lr"]) for r in rows] if rows and "lr" in rows[0] else None)
     prep, X_raw, codes, notes = run.prep, None, None, []
     if can_draw_boundary(prep):
         df, source = read_train_csv(run.config, prep.str_columns())

@@ -24,6 +24,7 @@ error naming its row and column; an unseen category an error, or all zeros
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -71,6 +72,8 @@ class Preprocessor:
     indicators: list = field(default_factory=list)  # numeric features with a 0/1 "<f> (missing)" input, last
     unknown_category: str = "error"
     na_values: list = field(default_factory=list)  # cell texts that mean missing besides csvio.MISSING
+    # train.class_weight resolved on the training rows: w_c per class, in the order of classes (None: unweighted)
+    class_weight: Optional[list] = None
 
     # -------------------------------------------------------------- shape
     @property
@@ -366,7 +369,8 @@ class Preprocessor:
     def to_json(self) -> dict:
         return {"features": self.features, "categories": self.categories, "targets": self.targets,
                 "task": self.task.name, "classes": self.classes, "input_names": self.input_names,
-                **self._target_scaling_json(), **self._missing_json()}
+                **self._target_scaling_json(), **self._missing_json(),
+                **({} if self.class_weight is None else {"class_weight": dict(zip(self.classes, self.class_weight))})}
 
     def _missing_json(self) -> dict:
         """How missing cells and unseen categories are handled, and the values fitted for it."""
@@ -414,6 +418,7 @@ class Preprocessor:
         if "classes" in arrays and classes is not None and [str(c) for c in arrays["classes"]] != prep.classes:
             raise ValueError("classes in model.npz and preprocess.json disagree")
         prep.y_mean, prep.y_std = _target_scaling_of(meta, arrays, prep.targets)
+        prep.class_weight = _class_weight_of(meta, prep.classes)
         return prep
 
 
@@ -473,6 +478,17 @@ def check_saved_layout(meta) -> None:
     ts = meta.get("target_scaling")
     if ts is not None and not (isinstance(ts, dict) and all(isinstance(v, dict) for v in ts.values())):
         raise SavedLayoutError(f"'target_scaling' must be null or a mapping of target to {{mean, std}}, not {_kind(ts)}")
+
+
+def _class_weight_of(meta: dict, classes) -> Optional[list]:
+    """The saved class weights (train.class_weight), one per class; SavedLayoutError if malformed."""
+    cw = meta.get("class_weight")
+    if cw is None:
+        return None
+    if (classes is None or not isinstance(cw, dict) or sorted(cw) != sorted(classes)
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0 for w in cw.values())):
+        raise SavedLayoutError("'class_weight' must map every class label to a positive weight")
+    return [float(cw[c]) for c in classes]
 
 
 def _kind(value) -> str:

@@ -216,9 +216,13 @@ class RunDir:
         from .config import config_from_dict, read_yaml
 
         try:
-            return config_from_dict(read_yaml(self / CONFIG), str(self / CONFIG))
+            cfg = config_from_dict(read_yaml(self / CONFIG), str(self / CONFIG))
         except ConfigError as e:
             raise RunError(str(e)) from None
+        if cfg.loss is None:  # nncli writes a run's config resolved: an omitted loss was inferred and written
+            raise RunError(f"{self / CONFIG}: no 'loss'; a run's config.yaml names the loss it trained with: "
+                           "restore the file, or train again")
+        return cfg
 
     # -------------------------------------------------------------- preprocess.json + model.npz
     def write_preprocess(self, prep) -> None:
@@ -310,9 +314,10 @@ class RunDir:
     # Appended, never rewritten: start_metrics writes the header, append_metrics adds the rows
     # of new epochs. A checkpoint records the file's length when it was written
     # (:meth:`append_metrics` with sync), and a resume cuts the file back to that length.
-    def start_metrics(self, metric: str, has_val: bool, history=()) -> int:
-        """metrics.csv with its header (and the rows of ``history``), atomically; its size in bytes."""
-        text = metrics_text(metric, has_val, history, header=True)
+    def start_metrics(self, metric: str, has_val: bool, history=(), lr: bool = False) -> int:
+        """metrics.csv with its header (and the rows of ``history``), atomically; its size in bytes.
+        ``lr``: with the column of the learning rate (a run with a train.schedule)."""
+        text = metrics_text(metric, has_val, history, header=True, lr=lr)
         atomic_write_text(self / METRICS, text)
         return len(text.encode("utf-8"))
 
@@ -369,7 +374,8 @@ class RunDir:
             return float(r[col]) if col in r else None
 
         return [EpochRecord(int(float(r["epoch"])), float(r["loss"]), num(r, metric),
-                            num(r, "val_loss") if has_val else None, num(r, f"val_{metric}") if has_val else None, None)
+                            num(r, "val_loss") if has_val else None, num(r, f"val_{metric}") if has_val else None, None,
+                            num(r, "lr"))  # lr: a run with a train.schedule (the column is absent otherwise)
                 for r in rows]
 
     def read_metrics(self) -> list[dict[str, str]]:
@@ -420,6 +426,16 @@ class RunDir:
         """{name: SHA-256} of the run's :data:`SEALED` files there are (summary.json keeps them)."""
         return {name: fingerprint(self / name)["sha256"] for name in SEALED if self.exists(name)}
 
+    def check_model_config(self, cfg, summary: dict) -> None:
+        """RunError if the settings that decide what the network computes (loss, model.*,
+        train.dtype) differ from those summary.json recorded (:func:`model_config_digest`):
+        config.yaml is not sealed as a whole, its data paths may be edited, but a changed
+        activation would make every prediction silently different."""
+        saved = summary.get("model_config")
+        if isinstance(saved, str) and saved != model_config_digest(cfg):
+            raise RunError(f"{self / CONFIG}: its loss, model or train.dtype settings are not those the run was "
+                           f"saved with ({SUMMARY} records their SHA-256); restore them, or train again")
+
     def check_digests(self, summary: dict) -> None:
         """RunError if a file whose SHA-256 ``summary['files']`` records is missing or has changed
         since the run was saved: a corrupted or edited weight or preprocessing file would
@@ -457,17 +473,22 @@ class RunDir:
             raise RunError(f"{self / name}: corrupt JSON ({e})") from None
 
 
-def metrics_text(metric: str, has_val: bool, history, header: bool = False) -> str:
+def metrics_text(metric: str, has_val: bool, history, header: bool = False, lr: bool = False) -> str:
     """metrics.csv lines: the header (if ``header``), then one row per EpochRecord, floats as repr
-    (they read back bit for bit)."""
+    (they read back bit for bit). A last column ``lr``, the learning rate of each epoch, only
+    when it is not constant (``lr``, or records that carry one: a train.schedule); without a
+    schedule the file is what it always was."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    lr = lr or any(getattr(r, "lr", None) is not None for r in history)
     if header:
-        w.writerow(["epoch", "loss", metric] + (["val_loss", f"val_{metric}"] if has_val else []))
+        w.writerow(["epoch", "loss", metric] + (["val_loss", f"val_{metric}"] if has_val else []) + (["lr"] if lr else []))
     for r in history:
         row = [r.epoch, repr(float(r.loss)), repr(float(r.metric))]
         if has_val:
             row += [repr(float(r.val_loss)), repr(float(r.val_metric))]
+        if lr:
+            row.append(repr(float(r.lr)))
         w.writerow(row)
     return buf.getvalue()
 
@@ -485,9 +506,12 @@ def _check_metrics(path: Path, header: list, rows: list[dict]) -> None:
                 ok = float(text) >= 1 and float(text) == int(text) if col == "epoch" else (float(text) or True)
             except (TypeError, ValueError):
                 ok = False
+            if ok and col == "lr":  # a learning rate (a train.schedule): finite and not negative
+                ok = bool(np.isfinite(float(text))) and float(text) >= 0
             if not ok:
                 raise RunError(f"{path}: line {i}, column '{col}': {text[:40]!r} is not "
-                               f"{'an epoch number' if col == 'epoch' else 'a number'}; restore the file, or train again")
+                               f"{'an epoch number' if col == 'epoch' else 'a learning rate' if col == 'lr' else 'a number'}; "
+                               "restore the file, or train again")
 
 
 def _summary_problem(s) -> Optional[str]:
@@ -502,10 +526,21 @@ def _summary_problem(s) -> Optional[str]:
     for key in ("metrics", "val_metrics"):
         if s.get(key) is not None and not isinstance(s[key], dict):
             return f"'{key}' must be a mapping"
+    if "model_config" in s and not isinstance(s["model_config"], str):
+        return "'model_config' must be a SHA-256 digest"
     files = s.get("files")
     if files is not None and (not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values())):
         return "'files' must map file names to SHA-256 digests"
     return None
+
+
+def model_config_digest(cfg) -> str:
+    """SHA-256 of the config's settings that decide what the network computes: the loss,
+    the model section (layers, activations, output, ...) and train.dtype, as canonical JSON."""
+    import hashlib
+
+    settings = {"loss": cfg.loss, "model": cfg.model.model_dump(mode="json"), "dtype": cfg.train.dtype}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def without_pickle_advice(message: str) -> str:
@@ -560,5 +595,6 @@ def load_run(run_dir: Path | str, require_complete: bool = True) -> Run:
         raise RunError(f"{rd.path}: incomplete run (no {SUMMARY}); it was interrupted or is still training")
     rd.check_digests(summary or {})
     cfg = rd.read_config()
+    rd.check_model_config(cfg, summary or {})
     prep, model = rd.read_model(cfg)
     return Run(rd, cfg, prep, model, summary or {}, rd.read_splits())

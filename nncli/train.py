@@ -10,6 +10,15 @@ The per-epoch ``loss`` and ``accuracy``/``r2`` on the training data are accumula
 the minibatches as they are trained (each batch measured before its update, as
 scikit-learn's ``loss_curve_`` and Keras' history do), so they cost no extra pass. The
 validation numbers are computed with the weights at the end of the epoch.
+
+Three options act on the loop. A learning-rate schedule (:mod:`nncli.schedules`) sets the
+optimizer's eta before each epoch and is stepped after it, with the validation loss (the
+training loss without validation) for plateau; its eta is recorded per epoch
+(``EpochRecord.lr``, None with a constant eta). Gradient clipping (``clip_norm``) rescales
+the whole gradient between backward and the optimizer step when its global L2 norm exceeds
+the value, as ``torch.nn.utils.clip_grad_norm_``. Early stopping watches any metric of the
+epoch record (``monitor``: losses must fall, accuracy and r2 rise) and keeps the weights of
+the best epoch, as Keras' ``EarlyStopping(restore_best_weights=True)``.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from .data import Split
 from .losses import Loss
 from .model import MLP
 from .optim import Optimizer
+from .schedules import Schedule, make_schedule
 from .tasks import Task
 
 
@@ -41,6 +51,7 @@ class EpochRecord:
     val_loss: Optional[float] = None
     val_metric: Optional[float] = None
     seconds: Optional[float] = 0.0  # elapsed since training started (None: not known, epochs before a resume)
+    lr: Optional[float] = None  # the learning rate of the epoch, under a schedule (None: the constant train.lr)
 
 
 @dataclass
@@ -50,14 +61,29 @@ class TrainResult:
     seconds: float = 0.0
     message: str = ""
     best_epoch: Optional[int] = None  # with early stopping: the epoch whose weights were kept
+    monitor: Optional[str] = None  # with early stopping: the metric it watched
     stopped_early: bool = False
     history: list[EpochRecord] = field(default_factory=list)
 
 
 @dataclass
 class EarlyStopping:
-    patience: int = 10  # epochs without improvement of val_loss before stopping
-    min_delta: float = 0.0  # smallest decrease of val_loss that counts as improvement
+    patience: int = 10  # epochs without improvement of the monitored metric before stopping
+    min_delta: float = 0.0  # smallest improvement that counts (a decrease of a loss, an increase of accuracy or r2)
+    monitor: str = "val_loss"  # loss, accuracy or r2, of the training rows or (val_) the validation rows
+
+    @property
+    def falls(self) -> bool:
+        """Whether smaller is better (a loss) or larger (accuracy, r2)."""
+        return self.monitor.removeprefix("val_") == "loss"
+
+    def improves(self, value: float, best: Optional[float]) -> bool:
+        """Whether ``value`` beats ``best`` by more than min_delta (None: nothing seen yet; NaN never does)."""
+        if math.isnan(value):
+            return False
+        if best is None:
+            return True
+        return value < best - self.min_delta if self.falls else value > best + self.min_delta
 
 
 @dataclass
@@ -67,15 +93,18 @@ class FitOptions:
     shuffle: bool = True
     l2: float = 0.0
     early_stopping: Optional[EarlyStopping] = None
+    schedule: Optional[dict] = None  # train.schedule: name, warmup and its keys (nncli.schedules); None: constant
+    clip_norm: Optional[float] = None  # the largest global L2 norm of a gradient step (None: no clipping)
     # what a diverged run's message suggests (nncli.job.divergence_hint: only settings that are off)
     divergence_hint: str = "Try a lower learning rate (train.lr)"
 
     @classmethod
     def from_config(cls, t) -> "FitOptions":
         """From a config's ``train`` section."""
-        es = t.early_stopping
+        es, sched = t.early_stopping, getattr(t, "schedule", None)
         return cls(t.epochs, t.batch_size, t.shuffle, t.l2,
-                   None if es is None else EarlyStopping(es.patience, es.min_delta))
+                   None if es is None else EarlyStopping(es.patience, es.min_delta, es.monitor),
+                   None if sched is None else sched.model_dump(), getattr(t, "clip_norm", None))
 
 
 def evaluate(model: MLP, split: Split, loss: Loss, task: Task, chunk: int = 4096) -> tuple[float, float]:
@@ -89,6 +118,18 @@ def evaluate(model: MLP, split: Split, loss: Loss, task: Task, chunk: int = 4096
             A_all[s : s + len(yb)] = model.forward(split.X[s : s + chunk])
             total += model.loss(yb, loss) * len(yb)
     return total / n, task.score(split.Y, A_all)
+
+
+def clip_grad_norm(g: np.ndarray, max_norm: float) -> float:
+    """Rescale the gradient ``g`` (one flat array: every parameter) in place so that its global
+    L2 norm is at most ``max_norm``, as ``torch.nn.utils.clip_grad_norm_``: with the norm
+    ||g||_2, the factor max_norm / (||g||_2 + 1e-6) is applied when it is below 1. Returns the
+    norm before clipping."""
+    total = math.sqrt(float(g.dot(g)))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        np.multiply(g, np.asarray(coef, g.dtype), g)
+    return total
 
 
 def _all_finite(x: np.ndarray, zeros: np.ndarray) -> bool:
@@ -150,10 +191,20 @@ class Trainer:
         self._pos = 0  # next row of the current epoch's order
         self._order: Optional[np.ndarray] = None  # the current epoch's shuffled row order
         self._loss_sum = 0.0  # sum of batch loss * batch rows in the current epoch
-        self._best: Optional[tuple[float, int, list[np.ndarray]]] = None  # (val_loss, epoch, weights)
+        # early stopping: (the best monitored value, None before a first valid one; its epoch; its weights)
+        self._best: Optional[tuple[Optional[float], int, list[np.ndarray]]] = None
         self._wait = 0  # epochs since the best one
         self._start = 0.0
         self._zeros = np.zeros_like(model.flat)
+        es = options.early_stopping
+        if es is not None and es.monitor.removeprefix("val_") not in ("loss", task.metric):
+            raise ValueError(f"early stopping cannot monitor {es.monitor}: this task reports loss and {task.metric}")
+        if es is not None and es.monitor.startswith("val_") and val is None:
+            raise ValueError(f"early stopping cannot monitor {es.monitor} without validation data")
+        # the learning rate per epoch (None: constant, the loop as it was before schedules)
+        self.schedule: Optional[Schedule] = make_schedule(optimizer.lr, options.schedule)
+        if self.schedule is not None:
+            optimizer.lr = self.schedule.lr
 
     def epochs(self) -> Iterator[EpochRecord]:
         """Train to ``options.epochs``, yielding one record per completed epoch.
@@ -179,7 +230,7 @@ class Trainer:
                 rec, why = self._end_epoch()
             if why is not None:
                 return self._diverged(snapshot, why)
-            stop_early = self._early_stop(rec.val_loss)
+            stop_early = self._early_stop(rec)
             yield rec
             if stop_early:
                 break
@@ -189,6 +240,7 @@ class Trainer:
             for (_, p), best in zip(self.model.params(), self._best[2]):
                 np.copyto(p, best)
             self.result.best_epoch = self._best[1]
+            self.result.monitor = es.monitor
         self._stop("completed", "")
 
     def rehearse(self) -> None:
@@ -228,12 +280,14 @@ class Trainer:
 
     def _step(self, rows, xb: np.ndarray, yb: np.ndarray) -> float:
         """One step of gradient descent on a batch; its loss E (nothing updated if E is not finite)."""
-        A = self.model.forward(xb)
+        A = self.model.forward(xb, self.rng)  # the rng draws dropout masks (none, and not used, without dropout)
         E = self.model.loss(yb, self.loss)
         if math.isfinite(E):
             self._loss_sum += E * xb.shape[0]
             self.score.add(A, rows)
             grads = self.model.backward(xb, yb, self.loss, self.options.l2)
+            if self.options.clip_norm is not None:
+                clip_grad_norm(grads, self.options.clip_norm)
             self.optimizer.step([grads])
         return E
 
@@ -244,25 +298,35 @@ class Trainer:
         n = self.batches.n
         rec = EpochRecord(self.epoch, self._loss_sum / n, self.score.value(n))
         if self.val is not None:
-            rec.val_loss, rec.val_metric = evaluate(self.model, self.val, self.loss, self.task)
+            rec.val_loss, rec.val_metric = evaluate(self.model, self.val, self.loss.unweighted, self.task)  # as Keras
             if not np.isfinite(rec.val_loss):
                 return rec, f"the validation loss became {rec.val_loss} in epoch {self.epoch}"
         rec.seconds = time.perf_counter() - self._start
         self.result.epochs_run = self.epoch
         self.result.history.append(rec)
+        if self.schedule is not None:  # the next epoch's learning rate (plateau: from this epoch's loss)
+            rec.lr = self.schedule.lr
+            self.schedule.step(rec.loss if rec.val_loss is None else rec.val_loss)
+            self.optimizer.lr = self.schedule.lr
         return rec, None
 
-    def _early_stop(self, val_loss: Optional[float]) -> bool:
-        """Keep the best weights so far; True once ``patience`` epochs brought no improvement."""
+    def _early_stop(self, rec: EpochRecord) -> bool:
+        """Keep the best weights so far; True once ``patience`` epochs brought no improvement
+        of the monitored metric. Keras' EarlyStopping(restore_best_weights=True): the first
+        epoch's weights are kept even if its value is not a number (NaN r2), and an epoch counts
+        as better when its value beats the best by more than min_delta."""
         es = self.options.early_stopping
         if es is None:
             return False
-        if self._best is None or val_loss < self._best[0] - es.min_delta:
-            self._best = (val_loss, self.epoch, [p.copy() for _, p in self.model.params()])
+        value = _monitored(rec, es.monitor)
+        improved = es.improves(value, None if self._best is None else self._best[0])
+        if improved or self._best is None:
+            self._best = (value if improved else None, self.epoch, [p.copy() for _, p in self.model.params()])
+        if improved:
             self._wait = 0
             return False
         self._wait += 1
-        self.result.stopped_early = self._wait >= es.patience
+        self.result.stopped_early = self._wait >= es.patience and self.epoch > 1  # (Keras: not after the first epoch)
         return self.result.stopped_early
 
     def _stop(self, status: str, message: str) -> None:
@@ -299,6 +363,8 @@ class Trainer:
             "best": None if self._best is None else [self._best[0], self._best[1]],
             "wait": self._wait,
         }
+        if self.schedule is not None:
+            meta["schedule"] = {"name": self.schedule.name, **self.schedule.state()}
         arrays["meta"] = np.array(json.dumps(meta))
         return arrays
 
@@ -330,7 +396,11 @@ class Trainer:
             self.score.load_state(hits if self.task.is_classifier else ss_res)
         if meta["best"] is not None:
             weights = [np.array(arrays[f"best/{name}"]) for name, _ in self.model.params()]
-            self._best = (float(meta["best"][0]), int(meta["best"][1]), weights)
+            value = meta["best"][0]
+            self._best = (None if value is None else float(value), int(meta["best"][1]), weights)
+        if self.schedule is not None:
+            self.schedule.load_state(meta["schedule"])
+            self.optimizer.lr = self.schedule.lr
         self.result.seconds = float(meta["seconds"])
         self.result.history = list(history)
         self.result.epochs_run = self.epoch
@@ -357,7 +427,9 @@ def _check_state(tr: "Trainer", arrays) -> None:
         best = meta["best"]
         if not isinstance(best, list) or len(best) != 2:
             _fail("'meta.best' must be null or [val_loss, epoch]")
-        _number("meta.best[0]", best[0])
+        es = tr.options.early_stopping
+        if best[0] is not None or es is None or es.monitor in ("loss", "val_loss"):  # null: a first NaN metric
+            _number("meta.best[0]", best[0])
         _whole("meta.best[1]", best[1], 1, meta["epoch"])
         for name, p in tr.model.params():
             _array(arrays, f"best/{name}", p)
@@ -400,6 +472,7 @@ def _check_meta(tr: "Trainer", arrays) -> dict:
         for v in row[1:]:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 _fail(f"'meta.history' row {i + 1} holds {json.dumps(v)[:40]}, not a number")
+    _check_schedule(tr, meta)
     totals = meta.get("totals")
     if totals is not None:
         if not isinstance(totals, dict) or "loss" not in totals or "score" not in totals:
@@ -410,6 +483,32 @@ def _check_meta(tr: "Trainer", arrays) -> dict:
                    for v in (score if isinstance(score, list) else [score])):
             _fail("'meta.totals.score' is not a finite number (or a list of them)")
     return meta
+
+
+def _check_schedule(tr: "Trainer", meta: dict) -> None:
+    """'meta.schedule': present exactly when the run has a schedule, of that schedule, stepped once per epoch."""
+    state = meta.get("schedule")
+    if tr.schedule is None:
+        if state is not None:
+            _fail("'meta.schedule' is there, but this run's learning rate is constant (no train.schedule)")
+        return
+    if state is None:
+        _fail(f"'meta.schedule' is missing, but this run has the schedule '{tr.schedule.name}'")
+    try:
+        tr.schedule.check_state(state)
+    except ValueError as e:
+        _fail(f"'meta.schedule' {e}")
+    if state["epoch"] != meta["epoch"]:
+        _fail(f"'meta.schedule.epoch' is {state['epoch']}, but the checkpoint stands after epoch {meta['epoch']}")
+
+
+def _monitored(rec: EpochRecord, monitor: str) -> float:
+    """The value early stopping watches in an epoch's record."""
+    if monitor in ("loss", "val_loss"):
+        value = getattr(rec, monitor)
+    else:
+        value = rec.val_metric if monitor.startswith("val_") else rec.metric
+    return float("nan") if value is None else float(value)
 
 
 def _fail(msg: str):

@@ -225,7 +225,8 @@ def summary_table(summary: dict, run_dir: str, losses=()) -> None:
             vals = ", ".join(f"{k} {_fmt(v)}" for k, v in m.items() if k != "rows")
             lines.append(f"  {label} ({m.get('rows')} rows): {vals}")
     if summary.get("best_epoch") is not None:
-        lines.append(f"  early stopping kept the weights of epoch {summary['best_epoch']}")
+        on = f" (best {summary['monitor']})" if summary.get("monitor") else ""
+        lines.append(f"  early stopping kept the weights of epoch {summary['best_epoch']}{on}")
     for line in lines:
         info(line)
 
@@ -268,18 +269,29 @@ def _score_table(label: str, *scores: str) -> Table:
 
 
 def eval_report(report: dict, saved: str) -> None:
-    """Evaluation tables on stdout: metrics, per-class scores and the confusion matrix."""
+    """Evaluation tables on stdout: metrics, per-class scores (with one-vs-rest ROC-AUC and
+    average precision for more than two classes) and the confusion matrix."""
     from rich import box
 
     out = _stdout()
     out.print(f"evaluated {report['run']} on {report['source']} ({report['rows']} rows)", soft_wrap=True)
     if "accuracy" in report:
         out.print(f"loss ({report['loss_name']}) {_fmt(report['loss'])}   accuracy {_fmt(report['accuracy'])}")
-        t = _score_table("class", "precision", "recall", "f1", "support")
+        ovr = "roc_average" in report  # more than two classes: ROC-AUC and AP per class, one-vs-rest
+        if "roc_auc" in report:  # a report written before nncli had them has none
+            which = "macro one-vs-rest" if ovr else f"positive class {report.get('positive_class')}"
+            out.print(f"log-loss {_fmt(report['log_loss'])}   ROC-AUC {_fmt(report['roc_auc'])}   "
+                      f"average precision {_fmt(report['average_precision'])} ({which})", soft_wrap=True)
+            for note in report.get("score_notes", []):  # why a score is null (a class absent, ...)
+                out.print(f"  note: {note}", soft_wrap=True, markup=False, highlight=False)
+        extra = ("ROC-AUC", "AP") if ovr else ()
+        t = _score_table("class", "precision", "recall", "f1", "support", *extra)
         for label, m in report["per_class"].items():
-            t.add_row(label, _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["f1"]), str(m["support"]))
+            t.add_row(label, _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["f1"]), str(m["support"]),
+                      *([_fmt(m.get("roc_auc")), _fmt(m.get("average_precision"))] if ovr else []))
         mac = report["macro"]
-        t.add_row("macro avg", _fmt(mac["precision"]), _fmt(mac["recall"]), _fmt(mac["f1"]), str(report["rows"]), style="bold")
+        t.add_row("macro avg", _fmt(mac["precision"]), _fmt(mac["recall"]), _fmt(mac["f1"]), str(report["rows"]),
+                  *([_fmt(report["roc_auc"]), _fmt(report["average_precision"])] if ovr else []), style="bold")
         out.print(t)
         cm = report["confusion_matrix"]
         out.print("confusion matrix (rows: true class, columns: predicted class)")

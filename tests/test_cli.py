@@ -367,8 +367,8 @@ def test_runs_dir_option(workdir):
 def test_diverging_run_exits_1_and_keeps_finite_weights(tmp_path):
     (tmp_path / "lin.csv").write_text("x,y\n1,2\n2,4\n3,6\n4,8\n")
     (tmp_path / "div.yaml").write_text(
-        "data: {train: lin.csv, target: y}\nmodel: {layers: [1, 3, 1]}\nloss: mse\n"
-        "train: {lr: 1000000, epochs: 50}\n"
+        "data: {train: lin.csv, target: y}\nmodel: {layers: [1, 3, 1], activation: tanh}\nloss: mse\n"
+        "train: {optimizer: sgd, lr: 1000000, epochs: 50}\n"  # (adam's steps are bounded by lr: it would not diverge)
     )
     r = nn("train", "div.yaml", *NO_PLOTS, cwd=tmp_path)
     assert r.rc == 1, r.show()

@@ -152,7 +152,8 @@ def test_every_config_error_is_one_line(tmp_path):
 # ----------------------------------------------------------------------------- optimizer hyperparameters
 
 # the train keys that are not an optimizer's hyperparameter
-LOOP_KEYS = {"optimizer", "lr", "epochs", "batch_size", "shuffle", "l2", "dtype", "early_stopping", "checkpoint_every"}
+LOOP_KEYS = {"optimizer", "lr", "epochs", "batch_size", "shuffle", "l2", "dtype", "early_stopping", "checkpoint_every",
+             "class_weight", "schedule", "clip_norm"}
 
 # name: (default, accepted values, rejected values): the README's ranges, written out here
 HYPER_EXPECTED = {

@@ -63,7 +63,8 @@ def _copy(base: Path, tmp_path: Path, which: str = "done", sealed: bool = False)
     shutil.copytree(base, tmp_path, dirs_exist_ok=True)
     run = tmp_path / "runs" / which
     if not sealed and (run / "summary.json").exists():
-        _edit_json(run / "summary.json", lambda d: {k: v for k, v in d.items() if k != "files"} if isinstance(d, dict) else d)
+        _edit_json(run / "summary.json", lambda d: {k: v for k, v in d.items() if k not in ("files", "model_config")}
+                   if isinstance(d, dict) else d)
     return run
 
 
@@ -489,3 +490,36 @@ def test_an_edited_run_file_is_refused_by_its_digest(base, tmp_path, name, comma
 def test_a_sealed_run_loads_unchanged(base, tmp_path):
     run = _copy(base, tmp_path, sealed=True)
     assert nn("predict", run, "data.csv", cwd=tmp_path).rc == 0
+
+
+@pytest.mark.parametrize("edit", [("activation: tanh", "activation: relu"), ("loss: bce", "loss: mse"),
+                                  ("dtype: float32", "dtype: float64")])
+def test_a_changed_model_setting_in_config_yaml_is_refused(base, tmp_path, edit):
+    """config.yaml is not sealed as a whole, but the settings the network computes with are:
+    another activation would give other predictions without a word."""
+    run = _copy(base, tmp_path, sealed=True)
+    text = (run / "config.yaml").read_text()
+    assert edit[0] in text, "test setup"
+    (run / "config.yaml").write_text(text.replace(edit[0], edit[1]))
+    r = nn("predict", run, "data.csv", cwd=tmp_path)
+    assert r.rc == 2 and not r.tb and len(r.lines) == 1, r.show()
+    assert "config.yaml" in r.lines[0]
+
+
+def test_an_edited_data_path_in_config_yaml_is_fine(base, tmp_path):
+    run = _copy(base, tmp_path, sealed=True)
+    (tmp_path / "moved.csv").write_bytes((tmp_path / "data.csv").read_bytes())
+    text = (run / "config.yaml").read_text()
+    assert "train: data.csv" in text, "test setup"
+    (run / "config.yaml").write_text(text.replace("train: data.csv", "train: moved.csv"))
+    (tmp_path / "data.csv").unlink()  # only the moved file is left
+    r = nn("eval", run, "--json", *NO_PLOTS, cwd=tmp_path)
+    assert r.rc == 0, r.show()
+
+
+def test_a_run_config_without_its_loss_is_one_line(base, tmp_path):
+    run = _copy(base, tmp_path)
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith("loss:")) + "\n")
+    for args in (["eval", run, *NO_PLOTS], ["predict", run, "data.csv"], ["plot", run]):
+        assert_usage_error(nn(*args, cwd=tmp_path), "config.yaml", "no 'loss'")
