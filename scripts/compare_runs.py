@@ -2,9 +2,10 @@
 """Prove that a change (a refactor) changed no results: byte-identity of runs between two revisions.
 
 For every gallery config, metrics.csv and model.npz of a run must be byte-identical to the
-same run on the code before, and so must ``nncli eval --json`` (without its path-valued keys
+same run on the code before, and so must every value of ``nncli eval --json`` (without its path-valued keys
 "run" and "saved"). model.npz is compared by content (member names and order, dtype, shape,
-raw bytes) because zip archives embed timestamps; eval floats must be equal exactly.
+raw bytes) because zip archives embed timestamps; eval floats must be equal exactly. Keys
+only the new report has (new scores) are shown as "+N new keys", not as differences.
 
     python scripts/compare_runs.py OLD_REF NEW_REF [--configs configs/xor.yaml ...] [--keep DIR]
     python scripts/compare_runs.py main WORKTREE     # did my uncommitted refactor change anything?
@@ -158,13 +159,21 @@ def flatten(obj, prefix: str = "") -> dict:
     return flat
 
 
+def added_eval_keys(old: dict, new: dict) -> list[str]:
+    """Keys of the new eval report the old one lacks (new scores): not differences, since
+    every result the old code gave is still checked by :func:`diff_eval`."""
+    fa, fb = (flatten({k: v for k, v in r.items() if k not in DROPPED_EVAL_KEYS}) for r in (old, new))
+    return [k for k in fb if k not in fa]
+
+
 def diff_eval(old: dict, new: dict) -> list[str]:
+    """Every value of the old report that the new one lacks or gives otherwise."""
     a, b = ({k: v for k, v in r.items() if k not in DROPPED_EVAL_KEYS} for r in (old, new))
     if json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True):
         return []
     fa, fb = flatten(a), flatten(b)
     show = lambda flat, key: json.dumps(flat[key]) if key in flat else "<missing>"  # noqa: E731
-    keys = [k for k in {**fa, **fb} if show(fa, k) != show(fb, k)]
+    keys = [k for k in fa if show(fa, k) != show(fb, k)]
     details = [f"{k}: old {show(fa, k)}, new {show(fb, k)}" for k in keys[:MAX_DETAILS]]
     if len(keys) > MAX_DETAILS:
         details.append(f"... and {len(keys) - MAX_DETAILS} more keys")
@@ -182,6 +191,9 @@ def report(configs: list[str], old: dict, new: dict) -> int:
                  "model.npz": diff_npz(old_dir / "model.npz", new_dir / "model.npz"),
                  "eval": diff_eval(old_eval, new_eval)}
         cells = ["DIFFERS" if d else "same" for d in diffs.values()]
+        added = added_eval_keys(old_eval, new_eval)
+        if added and not diffs["eval"]:
+            cells[2] = f"same (+{len(added)} new keys)"
         print(f"{Path(config).stem:<{width}}  {cells[0]:<11}  {cells[1]:<9}  {cells[2]}")
         for column, details in diffs.items():
             for line in details:

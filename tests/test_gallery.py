@@ -17,7 +17,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_the_gallery_is_complete():
     for name in ["xor", "xor-linear", "xor_clusters", "circles", "moons", "spirals", "gauss", "iris", "wine",
-                 "breast_cancer", "digits", "sine"]:
+                 "breast_cancer", "digits", "sine", "spirals_cosine", "digits_dropout"]:
         assert name in CONFIGS
 
 
