@@ -26,7 +26,6 @@ import os
 import secrets
 import time
 import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -35,6 +34,7 @@ import numpy as np
 
 from .csvio import atomic_write_text, fingerprint, write_json, write_npz
 from .errors import ConfigError, RunError
+from .runlock import LOCK, LOCK_WAIT, RunLock  # noqa: F401 (LOCK, LOCK_WAIT: part of this module's API)
 from .npzfile import read_npz
 
 CONFIG, PREPROCESS, SPLITS, METRICS = "config.yaml", "preprocess.json", "splits.npz", "metrics.csv"
@@ -43,14 +43,6 @@ SPLIT_NAMES = ("train", "val", "test")
 DATA_FILES = "data_files.json"
 SWEEP_FILE = "sweep.yaml"  # marks a sweep directory (its runs inside) among the run directories
 SEALED = (PREPROCESS, SPLITS, MODEL)  # a complete run's summary.json records their SHA-256 ('files')
-LOCK = ".lock"  # flock'ed while a process trains or resumes the run (RunDir.acquire)
-LOCK_WAIT = 1.0  # seconds acquire() retries, so a listing's momentary probe is never taken for a trainer
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: runs are not locked
-    fcntl = None
-
 
 def create_run_dir(runs_dir: Path | str, name: str) -> Path:
     """A new, empty runs_dir/<YYYYmmdd-HHMMSS>-<name>-<4 hex> directory, never shared.
@@ -80,15 +72,6 @@ def create_run_dir(runs_dir: Path | str, name: str) -> Path:
     raise RunError(f"could not find a free run directory name in {runs_dir}")
 
 
-def _lock_holder(fh) -> str:
-    """The PID written in a held lock file ('' if unreadable, or not written yet)."""
-    try:
-        text = os.pread(fh.fileno(), 32, 0).decode("ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
-    return text if text.isdigit() else ""
-
-
 def versions() -> dict:
     import platform
 
@@ -97,7 +80,7 @@ def versions() -> dict:
     return {"nncli": __version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
-class RunDir:
+class RunDir(RunLock):
     """One run directory: a write method and a read method for each of its files."""
 
     def __init__(self, path: Path | str):
@@ -113,83 +96,6 @@ class RunDir:
 
     def exists(self, name: str) -> bool:
         return (self.path / name).exists()
-
-    # -------------------------------------------------------------- .lock
-    def acquire(self) -> None:
-        """Take the run's advisory lock (flock on .lock) and write this process's PID into it.
-
-        Held until :meth:`release`, or until the process ends in any way (the kernel drops a
-        flock even on SIGKILL). Another process holding it: RunError naming its PID, with
-        nothing in the directory changed. A file system without flock: the run is not locked.
-        """
-        if self._lock is not None or fcntl is None:
-            return
-        try:
-            fh = os.fdopen(os.open(self / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), "r+b", buffering=0)
-        except OSError as e:
-            raise RunError(f"{self / LOCK}: cannot open the run's lock file ({e.strerror})") from None
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() < deadline:  # a listing's probe holds it for microseconds
-                    time.sleep(0.05)
-                    continue
-                holder = _lock_holder(fh)
-                fh.close()
-                who = f"process {holder}" if holder else "another process"
-                stop = f" (kill -INT {holder} stops it with a checkpoint)" if holder else ""
-                raise RunError(f"{self.path}: {who} is training this run; wait until it ends{stop}, "
-                               "then resume it") from None
-            except OSError:  # no flock on this file system: train unlocked, as before locks existed
-                fh.close()
-                return
-        try:
-            os.ftruncate(fh.fileno(), 0)
-            os.pwrite(fh.fileno(), f"{os.getpid()}\n".encode(), 0)
-        except OSError:  # a full disk: the lock is held all the same, its PID unknown to others
-            pass
-        self._lock = fh
-
-    def release(self) -> None:
-        """Drop the lock taken by :meth:`acquire` (nothing if not held); the PID is erased."""
-        fh, self._lock = self._lock, None
-        if fh is None:
-            return
-        try:
-            os.ftruncate(fh.fileno(), 0)
-        except OSError:
-            pass
-        fh.close()
-
-    @contextmanager
-    def lock(self):
-        """``with rd.lock():`` the run is locked inside the block (see :meth:`acquire`)."""
-        self.acquire()
-        try:
-            yield self
-        finally:
-            self.release()
-
-    def is_locked(self) -> bool:
-        """Whether a process holds the run's lock now (a non-blocking shared-lock probe)."""
-        if fcntl is None:
-            return False
-        try:
-            fd = os.open(self / LOCK, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return False  # no lock file: never locked (or a run from before locks)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(fd)  # drops the probe's shared lock, if it got one
 
     # -------------------------------------------------------------- config.yaml
     def write_config(self, cfg) -> None:
