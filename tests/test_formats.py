@@ -122,7 +122,9 @@ def test_every_format_reads_to_the_same_dataframe(need_formats, df):
 
 
 def _train_config(train: str, sep) -> dict:
-    data = {"train": train, "target": "label", "val_split": 0.25}
+    # a generated category may fall in the validation rows only: encoded as zeros in every format alike
+    # (with the default, error, hypothesis finds tables that stop training, identically in every format)
+    data = {"train": train, "target": "label", "val_split": 0.25, "unknown_category": "ignore"}
     if sep is not None:
         data["sep"] = sep
     return {"name": "fmt", "seed": 2, "data": data, "model": {"layers": ["auto", 3, "auto"], "activation": "tanh"},
