@@ -147,7 +147,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory to its configured epochs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but the result."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (run_dir and summary) on stdout."),
-    no_plots: bool = typer.Option(False, "--no-plots", help="Skip loss.png and decision_boundary.png."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Skip loss.png, decision_boundary.png, fit.png (and training.gif)."),
+    animate: bool = typer.Option(False, "--animate", help="Write training.gif (train.snapshots: 40 unless the config sets it)."),
 ):
     """Train the network a config describes and write runs/<id>/.
 
@@ -159,6 +160,12 @@ def train(
     from .errors import Interrupted, JobFailed
 
     job = _training_job(config, set_, name, runs_dir, resume, quiet)
+    if animate and not job.cfg.train.snapshots:  # before start(): the run's config.yaml records it
+        from .animate import DEFAULT
+        from .memory import check_training_memory
+
+        job.cfg.train.snapshots = DEFAULT
+        check_training_memory(job.cfg, job.cfg.model.layers, job.data, job.model)  # now with the snapshots
     if not quiet:
         for w in job.warnings:
             view.warning(w)
@@ -285,6 +292,33 @@ def gradcheck(
         raise JobFailed(failure_message(report))
 
 
+@app.command()
+@_command
+def explain(
+    target: Path = typer.Argument(..., help="A config file (its first training step) or a run directory (the next step from its trained weights).", show_default=False),
+    row: Optional[int] = typer.Option(None, "--row", help="Start at position N (1-based) of epoch 1's row order (alone: that one row)."),
+    rows: Optional[int] = typer.Option(None, "--rows", help="Take K rows of epoch 1's order as the batch (default: the first batch, as training)."),
+    fmt: str = typer.Option("table", "--format", help="table (terminal), md (Markdown for course notes) or json (every quantity)."),
+    set_: Optional[List[str]] = SetOpt,
+):
+    """One step of training as the lecture writes it: forward (W_l, b_l, z_l, a_l, E), backward
+    (δ_L, δ_l = (W_{l+1}ᵀ δ_{l+1}) ⊙ f′(z_l), ∂E/∂W_l = δ_l a_{l−1}ᵀ), the optimizer's update and the loss
+    after it: the numbers nncli train computes in its first step on the same rows."""
+    from .errors import ConfigError
+    from .explain import explain as explain_step
+
+    if fmt not in ("table", "md", "json"):
+        raise ConfigError(f"--format {fmt}: use table, md or json")
+    e = explain_step(target, row, rows, list(set_ or []))
+    with _stdout():
+        if fmt == "json":
+            print(json.dumps(e.to_dict(), ensure_ascii=False))
+        else:
+            from .explain_view import explain_markdown, explain_text
+
+            print(explain_markdown(e) if fmt == "md" else explain_text(e))
+
+
 @app.command("eval")
 @_command
 def eval_(
@@ -369,7 +403,8 @@ def _sep_option(value: Optional[str]) -> Optional[str]:
 @app.command()
 @_command
 def plot(run_dir: Path = typer.Argument(..., help="A run directory.", show_default=False)):
-    """(Re)draw a run's pictures: loss.png and, for a classifier on two features, decision_boundary.png."""
+    """(Re)draw a run's pictures: loss.png; for a classifier on two features, decision_boundary.png;
+    for a regression, fit.png (training.gif is drawn only while training: its snapshots are not kept)."""
     from . import view
     from .plots import draw_run
 
@@ -388,6 +423,7 @@ def runs_(
     sort: Optional[str] = typer.Option(None, "--sort", help="Rank by a column, best first: losses and seconds ascending, other metrics descending."),
     where: Optional[List[str]] = typer.Option(None, "--where", metavar="KEY=VALUE", help="Keep runs whose config key or column equals VALUE (repeatable), e.g. --where train.lr=0.1 --where status=completed."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+    wide: bool = typer.Option(False, "--wide", help="On a terminal, show every column whole whatever its width (it may wrap); by default a table too wide leaves out its least useful columns and says which."),
 ):
     """List runs: id, name, status, epochs, the config keys that differ, final metrics.
 
@@ -410,7 +446,9 @@ def runs_(
         elif df.empty:
             view.info(f"no runs in {runs_dir}")
         else:
-            view.dataframe_table(df)
+            from .listing import drop_order
+
+            view.dataframe_table(df, wide=wide, drop=drop_order(df, sort), hint="--wide or --format csv")
 
 
 @app.command()
@@ -419,6 +457,7 @@ def sweep(
     sweep_file: Path = typer.Argument(..., help="Sweep YAML: base config, grid and/or random samples.", show_default=False),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Runs trained at the same time, each in its own process."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the sweep directory is created."),
+    wide: bool = typer.Option(False, "--wide", help="On a terminal, show every column whole whatever its width (it may wrap); by default a table too wide leaves out its least useful columns and says which."),
 ):
     """Train one run per sweep point, N at a time, then print the ranked table.
 
@@ -449,7 +488,10 @@ def sweep(
         view.warning(note)
     with _stdout():
         if not df.empty:
-            view.dataframe_table(df, title=f"sweep {sw.name}: ranked by {metric}")
+            from .listing import drop_order
+
+            view.dataframe_table(df, title=f"sweep {sw.name}: ranked by {metric}", wide=wide, drop=drop_order(df, metric),
+                                 hint="--wide or results.csv")
         view.info(f"saved {sw.dir / 'results.csv'}")
         print(sw.dir)
     if sw.stopped:
@@ -469,6 +511,7 @@ def cv(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the cv directory is created."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (cv_dir, each fold's run and metrics, mean, std) on stdout."),
     plots: bool = typer.Option(False, "--plots", help="Draw each fold run's pictures (skipped by default, as in a sweep)."),
+    wide: bool = typer.Option(False, "--wide", help="On a terminal, show every column whole whatever its width (it may wrap); by default a table too wide leaves out its least useful columns and says which."),
 ):
     """K-fold cross-validation: one ordinary run per fold, then per-fold and mean ± std validation metrics.
 
@@ -505,7 +548,11 @@ def cv(
         if as_json:
             print(json.dumps(res.to_dict(), ensure_ascii=False))
         else:
-            view.dataframe_table(_cv_table(res), title=f"cv {cvr.name}: {cvr.k} folds, validation metrics")
+            from .listing import drop_order
+
+            table = _cv_table(res)
+            view.dataframe_table(table, title=f"cv {cvr.name}: {cvr.k} folds, validation metrics", wide=wide,
+                                 drop=drop_order(table), hint="--wide or --json")
             view.info(f"saved {cvr.dir / 'results.csv'}")
             print(cvr.dir)
     if cvr.stopped:

@@ -315,6 +315,15 @@ class _TrainCore(_Section):
         return v
 
 
+def _snapshots(v):
+    """train.snapshots: 0 (off) or K >= 2 frames of training.gif (the first and the last epoch at least)."""
+    if v is None:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, int) or (v != 0 and v < 2):
+        raise ValueError(f"must be 0 (off) or a whole number of frames of at least 2, e.g. 40 (got {shown(v)})")
+    return v
+
+
 def _class_weight(v):
     """train.class_weight: balanced, or label -> weight with labels as text (YAML's 1: 2.0 names label '1')."""
     import math
@@ -462,6 +471,7 @@ def _train_section(hypers: dict[str, Hyper]) -> type[_TrainCore]:
         schedule=(Optional[ScheduleConfig], Field(None, description="learning-rate schedule per epoch (nncli.schedules); none: constant")),
         clip_norm=(Optional[float], Field(None, gt=0, description="rescale the gradient to this global L2 norm when it is larger")),
         checkpoint_every=(Optional[int], Field(None, ge=1, description="write a resumable checkpoint every K epochs")),
+        snapshots=(Annotated[int, BeforeValidator(_snapshots)], Field(0, description="record the model K times and draw training.gif (nncli.animate); 0: off")),
         class_weight=(Annotated[Optional[Union[Literal["balanced"], dict[str, float]]], BeforeValidator(_class_weight)], Field(
             None, description="balanced (n / (k count_c), as scikit-learn) or a mapping label: weight; "
                               "the training loss becomes (1/n) sum_i w_{y_i} E_i (Keras' class_weight)")),

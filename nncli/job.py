@@ -119,6 +119,7 @@ class TrainingJob:
         self._logged = 0  # epochs of the history in metrics.csv
         self._flushed = 0.0  # when metrics.csv was last appended to
         self._checkpoint_epoch: Optional[int] = None  # the epoch of the checkpoint on disk, if any
+        self.snapshots = None  # train.snapshots: nncli.animate.Snapshots, made when training starts
 
     @classmethod
     def resume(cls, run_dir: Path | str) -> "TrainingJob":
@@ -196,12 +197,25 @@ class TrainingJob:
         """The trainer's records; appends them to metrics.csv (about once a second, so that a
         listing sees the progress) and writes a checkpoint every train.checkpoint_every epochs."""
         every = self.cfg.train.checkpoint_every
+        shots = self._snapshots()
         for rec in self.trainer.epochs():
+            if shots is not None:  # train.snapshots: a copy of the parameters, for training.gif
+                shots.take(rec.epoch, rec.loss, self.model.flat)
             if every and rec.epoch % every == 0 and rec.epoch < self.cfg.train.epochs:
                 self.write_checkpoint()
             elif self.run is not None and time.monotonic() - self._flushed > METRICS_FLUSH_SECONDS:
                 self._log_metrics()  # (a job driven without start(), as the benchmarks do, writes nothing)
             yield rec
+
+    def _snapshots(self):
+        """The recorder of training.gif (nncli.animate.Snapshots; None without train.snapshots)."""
+        if not self.cfg.train.snapshots:
+            return None
+        from .animate import Snapshots
+
+        self.snapshots = Snapshots(self.cfg.train.snapshots, self.cfg.train.epochs)
+        self.snapshots.start(self.trainer.epoch, self.result.history, self.model.flat)  # resumed: from here on
+        return self.snapshots
 
     def history_so_far(self) -> list[EpochRecord]:
         """Records of epochs trained before a resume (empty for a new run)."""
@@ -311,7 +325,7 @@ class TrainingJob:
         return summary
 
     def _draw(self) -> None:
-        """loss.png and decision_boundary.png, from the run in memory (nothing is re-read)."""
+        """loss.png, decision_boundary.png and fit.png, from the run in memory (nothing is re-read)."""
         try:  # a picture must never cost the run
             from . import plots
 
@@ -320,9 +334,30 @@ class TrainingJob:
             history = ([r.epoch for r in h], [r.loss for r in h], [r.val_loss for r in h] if self.data.val is not None else None,
                        [r.lr for r in h] if h and h[0].lr is not None else None)  # lr: under a train.schedule
             points = (prep.unscale(tr.X), prep.task.true_codes(tr.Y)) if plots.can_draw_boundary(prep) else (None, None)
-            plots.render(plots.run_spec(self.run.path, self.cfg.name, history, self.model, prep, *points))
+            te, res = self.data.test, self.result
+            test = (prep.unscale(te.X), prep.task.true_codes(te.Y)) if te is not None and points[0] is not None else None
+            fit = None if prep.task.is_classifier else {  # fit.png: true targets in their own units
+                k: (s.X, prep.unscale_targets(s.Y)) for k, s in (("train", tr), ("test", te)) if s is not None}
+            best = {"epoch": res.best_epoch, "stopped_early": res.stopped_early, "monitor": res.monitor}
+            plots.render(plots.run_spec(self.run.path, self.cfg.name, history, self.model, prep, *points, test=test,
+                                        best=best if res.best_epoch is not None else None, fit=fit))
         except Exception as e:
             self.warnings.append(f"could not draw the pictures: {type(e).__name__}: {e}")
+        if self.snapshots is not None:
+            self._animate()
+
+    def _animate(self) -> None:
+        """training.gif from the snapshots (nncli.animate); a failure is a warning, never the run's."""
+        try:
+            from . import animate
+
+            prep, tr = self.data.prep, self.data.train
+            self.snapshots.close(self.result, self.result.history, self.model.flat)
+            y = prep.task.true_codes(tr.Y) if prep.task.is_classifier else prep.unscale_targets(tr.Y)[:, 0]
+            self.warnings += animate.write_gif(self.run.path, self.cfg.name, self.snapshots, self.model, prep,
+                                               prep.unscale(tr.X), y)
+        except Exception as e:
+            self.warnings.append(f"could not draw training.gif: {type(e).__name__}: {e}")
 
 
 METRICS_FLUSH_SECONDS = 1.0  # how often the epochs trained are appended to metrics.csv (and at checkpoints)

@@ -115,7 +115,9 @@ def list_runs(runs_dir: Path | str, where: Optional[list[str]] = None, sort: Opt
     out = pd.concat([df[["id", "name", "status", "epochs"]].reset_index(drop=True),
                      configs[varying].reset_index(drop=True),
                      df[metric_cols].reset_index(drop=True)], axis=1)
-    return (_ranked(out, sort) if sort else out), warnings
+    out = _ranked(out, sort) if sort else out
+    out.attrs["config_columns"] = list(varying)  # for drop_order
+    return out, warnings
 
 
 def _matching(df, configs, where: list[str]):
@@ -154,3 +156,30 @@ def _ranked(out, sort: str):
         keys.append(tie)
         order.append(True)
     return out.sort_values(keys, ascending=order, na_position="last", kind="stable").reset_index(drop=True).drop(columns="_unfinished")
+
+
+def drop_order(df, metric: Optional[str] = None) -> list[str]:
+    """The columns a table too wide for the terminal leaves out, least useful first (README,
+    `nncli runs`): seconds, epochs, val_rows; the name when it only numbers the runs of one
+    sweep or cv (``sw-001``, ``sw-002``, ...); train metrics other than the loss when there
+    are validation metrics; the name; the differing config keys, rightmost first; the other
+    metrics. Never left out: id, fold, status, loss, val_loss and the ranking metric
+    (``metric``, else the sweep's default: val_accuracy, val_r2, accuracy, r2)."""
+    import re
+
+    from .sweep import RANKING_DEFAULTS
+
+    cols = [str(c) for c in df.columns]
+    metric = metric if metric in cols else next((m for m in RANKING_DEFAULTS if m in cols), None)
+    keep = {"id", "fold", "status", "loss", "val_loss", metric}
+    config = [c for c in df.attrs.get("config_columns", [c for c in cols if "." in c]) if c in cols]
+    known = keep | set(config) | {"name", "seconds", "epochs", "val_rows"}
+    metrics = [c for c in cols if c not in known]
+    has_val = any(c.startswith("val_") for c in metrics + [metric or ""])
+    train = [c for c in metrics if not c.startswith("val_")] if has_val else []
+    names = [re.sub(r"-\d+$", "", str(n)) for n in df["name"]] if "name" in cols else []
+    numbered = len(names) > 1 and len(set(names)) == 1
+    order = [c for c in ("seconds", "epochs", "val_rows") if c in cols]
+    order += (["name"] if numbered else []) + train + ([] if numbered or "name" not in cols else ["name"])
+    order += config[::-1] + [c for c in metrics if c not in train]
+    return [c for c in order if c not in keep]  # --sort by a config key keeps that key

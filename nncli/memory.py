@@ -12,8 +12,9 @@ optimizer's state slots (counted by building the optimizer over a small probe ar
 optimizer added later is counted right), the early-stopping copy of the best weights, the
 per-batch workspace of :class:`nncli.model.MLP` (z, a, delta and f'(z) per layer, the
 loss's scratch) for the larger of the batch and the 4096-row evaluation chunk, the
-gathered batch, the epoch's row order, the evaluation outputs, and the checkpoint written
-into memory before it goes to disk. :func:`check_training_memory` refuses a run whose
+gathered batch, the epoch's row order, the evaluation outputs, the checkpoint written
+into memory before it goes to disk, and the parameter copies train.snapshots keeps.
+:func:`check_training_memory` refuses a run whose
 estimate exceeds what is available, before the run directory exists, naming
 ``model.layers`` (when the parameters dominate) or ``train.batch_size`` (when the
 workspace does) with both figures.
@@ -132,7 +133,7 @@ def optimizer_slots(name: str, dtype="float32", hyper: Optional[dict] = None) ->
 
 def training_bytes(sizes, dtype: str = "float32", batch_size="full", n_train: int = 1, n_val: int = 0,
                    optimizer: str = "sgd", early_stopping: bool = False, model_built: bool = True,
-                   hyper: Optional[dict] = None, dropout_widths=()) -> dict[str, int]:
+                   hyper: Optional[dict] = None, dropout_widths=(), snapshots: int = 0) -> dict[str, int]:
     """What training allocates, part by part, in bytes (the data themselves excluded: they
     are read already). ``model_built``: the weights exist already (else they are counted,
     with the float64 draw of the largest layer they are initialised from). ``dropout_widths``:
@@ -156,6 +157,7 @@ def training_bytes(sizes, dtype: str = "float32", batch_size="full", n_train: in
         "workspace": (R + (B if R > B else 0)) * per_row + (0 if B == n_train else B * (n_in + n_out) * s),
         "epoch order and scores": n_train * 16 + max(n_train, n_val) * (n_out * s + 3 * 8 * n_out + 24),
         "dropout masks": sum(B * int(w) * (8 + 2 * s) for w in dropout_widths),
+        "snapshots (train.snapshots, for training.gif)": snapshots * P * s,  # one parameter copy each
     }
     return parts
 
@@ -181,7 +183,7 @@ def check_training_memory(cfg, sizes, data, model=None) -> None:
     widths = [w for w, r in zip(sizes[1:-1], rates) if r > 0]
     parts = training_bytes(sizes, t.dtype, t.batch_size, n_train, n_val, t.optimizer,
                            t.early_stopping is not None, model_built=model is not None, hyper=hyper,
-                           dropout_widths=widths)
+                           dropout_widths=widths, snapshots=getattr(t, "snapshots", 0) or 0)
     need = sum(parts.values())
     if need <= avail:
         return

@@ -8,6 +8,7 @@ one plain line per reported epoch. ``NO_COLOR`` is respected (rich reads it).
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from typing import Optional
@@ -312,17 +313,150 @@ def eval_report(report: dict, saved: str) -> None:
     info(f"saved {saved}")
 
 
-def dataframe_table(df, title: str = "") -> None:
-    """A pandas DataFrame as a rich table on stdout."""
-    from rich import box
+def dataframe_table(df, title: str = "", wide: bool = False, drop=(), hint: str = "--wide", console=None) -> None:
+    """A pandas DataFrame as a rich table on stdout (or ``console``).
 
-    out = _stdout()
-    t = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD)
-    for col in df.columns:
-        t.add_column(str(col), justify="right" if df[col].dtype.kind in "iuf" else "left", no_wrap=True)
-    for row in df.itertuples(index=False):
-        t.add_row(*[_cell(v) for v in row])
-    out.print(t)
+    Files and pipes get every column whole. A terminal gets a table that fits its width and
+    never cuts a number: step by step, until it fits, the run ids are shortened to their
+    shortest unique end (``…4a59``), dotted config headers to their last part, long text
+    cells ellipsised, then the columns of ``drop`` left out in that order (the caller's
+    priority: least useful first); one line below the table names what was left out and
+    ``hint`` (how to see it all). ``wide`` shows every column whole whatever the width (the
+    terminal wraps). Should even the narrowest table not fit, it is printed whole too."""
+    out = console if console is not None else _stdout()
+    spec = _TableSpec(df)
+    limit = out.width if out.is_terminal and not wide else None
+    changed = []
+    if limit is not None:
+        steps = [("id", None), ("headers", None), ("text", 24)] + [("drop", c) for c in drop if c in spec.columns] + [("text", 10)]
+        for what, arg in steps:
+            if spec.width(out) <= limit:
+                break
+            if spec.apply(what, arg) and what != "drop" and what not in changed:
+                changed.append(what)
+        for c in list(reversed(spec.dropped)):  # the most useful first: back in if it fits now
+            spec.restore(c)
+            if spec.width(out) > limit:
+                spec.apply("drop", c)
+        spec.dropped = [c for c in drop if c in spec.dropped]
+    t = spec.table(title)
+    if spec.width(out) > out.width:  # --wide, or a terminal narrower than the narrowest table
+        out.print(_Unbounded(t, spec.width(out)), crop=False)
+    else:
+        out.print(t)
+    if spec.dropped:
+        names, tail = list(spec.dropped), f" (all columns: {hint})"
+        def line(names):
+            more = f" and {len(spec.dropped) - len(names)} more" if len(names) < len(spec.dropped) else ""
+            return f"left out: {', '.join(names)}{more}{tail}"
+
+        while len(names) > 1 and len(line(names)) > out.width:
+            names.pop()  # one line: the first left out (least useful) named, the count of the rest
+        out.print(line(names), soft_wrap=True, markup=False, highlight=False)
+    elif changed:
+        labels = ", ".join({"id": "ids", "headers": "config keys", "text": "long text"}[c] for c in changed)
+        out.print(f"shortened to fit: {labels} (whole: {hint})", soft_wrap=True, markup=False, highlight=False)
+
+
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?%?|[+-]?(inf|nan)")
+
+
+def _is_number_text(s: str) -> bool:
+    """Whether a cell's text is a number (or 'mean ± std' of two), which is never ellipsised."""
+    return all(NUMBER.fullmatch(p.strip()) for p in s.split("±"))
+
+
+def unique_suffixes(values: list) -> list:
+    """Each value shortened to its shortest end of whole '-'-separated parts that no other
+    value ends with (``20261129-234008-sw-019-4a59`` -> ``4a59``); values that cannot be
+    shortened so (duplicates, no '-') are kept whole."""
+    out = []
+    for i, v in enumerate(values):
+        parts, short = v.split("-"), v
+        for k in range(1, len(parts)):
+            end = "-".join(parts[-k:])
+            if not any(j != i and (w == end or w.endswith("-" + end)) for j, w in enumerate(values)):
+                short = end
+                break
+        out.append(short)
+    return out
+
+
+class _TableSpec:
+    """The columns, headers and cell texts of a table, narrowed step by step (dataframe_table)."""
+
+    def __init__(self, df):
+        self.columns = [str(c) for c in df.columns]
+        self.headers = dict(zip(self.columns, self.columns))
+        self.right = {str(c): df[c].dtype.kind in "iuf" for c in df.columns}
+        self.cells = {str(c): [_cell(v) for v in df[c]] for c in df.columns}
+        self.dropped: list = []
+        self._all = list(self.columns)
+        self._width = None
+
+    def restore(self, column: str) -> None:
+        """Put a left-out column back in its place."""
+        self.dropped.remove(column)
+        self.columns = [c for c in self._all if c in self.columns or c == column]
+        self._width = None
+
+    def apply(self, what: str, arg) -> bool:
+        """Narrow by one step; whether it changed anything."""
+        before = (list(self.columns), dict(self.headers), {c: list(v) for c, v in self.cells.items()})
+        if what == "drop":
+            self.columns.remove(arg)
+            self.dropped.append(arg)
+        elif what == "id" and "id" in self.cells:
+            short = unique_suffixes(self.cells["id"])
+            self.cells["id"] = [v if s == v else "…" + s for v, s in zip(self.cells["id"], short)]
+        elif what == "headers":
+            lasts = [h.rsplit(".", 1)[-1] for h in self.headers.values()]
+            for c, h in self.headers.items():
+                last = h.rsplit(".", 1)[-1]
+                if last != h and lasts.count(last) == 1 and last not in self.columns:
+                    self.headers[c] = last
+        elif what == "text":
+            for c in self.columns:
+                if c != "id" and not self.right[c]:
+                    self.cells[c] = [v if len(v) <= arg or _is_number_text(v) else v[: arg - 1] + "…" for v in self.cells[c]]
+        self._width = None
+        return before != (self.columns, self.headers, self.cells)
+
+    def table(self, title: str = "") -> Table:
+        from rich import box
+
+        t = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD)
+        for c in self.columns:
+            t.add_column(self.headers[c], justify="right" if self.right[c] else "left", no_wrap=True)
+        for row in zip(*(self.cells[c] for c in self.columns)):
+            t.add_row(*[escape(v) for v in row])
+        return t
+
+    def width(self, console) -> int:
+        """The table's natural width: the columns of its widest cells, nothing shrunk (rich
+        measures the borders and padding on the headers alone; the cells are counted here,
+        as measuring every row at each step would be slow for thousands of runs)."""
+        if self._width is None:
+            from rich.cells import cell_len
+            from rich.measure import Measurement
+
+            heads = Table(box=self.table().box)
+            for c in self.columns:
+                heads.add_column(self.headers[c], no_wrap=True)
+            frame = Measurement.get(console, console.options.update(width=1_000_000), heads).maximum
+            frame -= sum(cell_len(self.headers[c]) for c in self.columns)
+            self._width = frame + sum(max([cell_len(self.headers[c])] + [cell_len(v) for v in self.cells[c]]) for c in self.columns)
+        return self._width
+
+
+class _Unbounded:
+    """A renderable rendered ``width`` columns wide whatever the console's width (the terminal wraps)."""
+
+    def __init__(self, renderable, width: int):
+        self.renderable, self.w = renderable, width
+
+    def __rich_console__(self, console, options):
+        yield from console.render(self.renderable, options.update(width=self.w))
 
 
 def _cell(v) -> str:

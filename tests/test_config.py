@@ -153,7 +153,7 @@ def test_every_config_error_is_one_line(tmp_path):
 
 # the train keys that are not an optimizer's hyperparameter
 LOOP_KEYS = {"optimizer", "lr", "epochs", "batch_size", "shuffle", "l2", "dtype", "early_stopping", "checkpoint_every",
-             "class_weight", "schedule", "clip_norm"}
+             "class_weight", "schedule", "clip_norm", "snapshots"}
 
 # name: (default, accepted values, rejected values): the README's ranges, written out here
 HYPER_EXPECTED = {
