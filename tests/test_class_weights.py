@@ -24,14 +24,14 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from helpers import NO_PLOTS, config_dict, nn, only_run, random_mlp, strict_json, write_regression_csv, write_rows, write_yaml
+from helpers import NO_PLOTS, config_dict, nn, random_mlp, strict_json, write_regression_csv, write_rows, write_yaml
 from nncli.config import load_config
 from nncli.errors import ConfigError
 from nncli.gradcheck import gradcheck
 from nncli.job import TrainingJob, prepare
 from nncli.losses import LOSSES, class_weights
 from nncli.train import evaluate
-from test_interrupts import _assert_interrupted, _resume_library, _train_library
+from test_interrupts import stop_twice_and_resume
 from test_new_optimizers import assert_identical_run
 
 
@@ -234,14 +234,7 @@ def test_gradcheck_fails_a_backprop_without_the_weights():
 def test_a_stop_inside_an_epoch_resumed_twice_is_bit_for_bit(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = _cw_config(tmp_path, "balanced", loss="bce", labels=("no", "yes"), epochs=6, batch_size=5)
-    ref, s = _train_library(path, tmp_path / "ref")
-    assert s["status"] == "completed"
-    run, s = _train_library(path, tmp_path / "runs", stop_at_step=11)
-    _assert_interrupted(run, s, mid_epoch=True)
-    s = _resume_library(run, stop_at_step=7)
-    _assert_interrupted(run, s, mid_epoch=True)
-    s = _resume_library(run)
-    assert s["status"] == "completed"
+    run, ref = stop_twice_and_resume(path, tmp_path)
     assert_identical_run(run, ref)
 
 

@@ -15,25 +15,21 @@
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
-import signal
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from helpers import (NO_PLOTS, nn, only_run, random_mlp, strict_json, summary, write_classes_csv, write_config,
+from helpers import (NO_PLOTS, nn, only_run, random_mlp, strict_json, summary, write_classes_csv,
                      write_yaml, config_dict)
 from nncli.config import load_config
 from nncli.gradcheck import gradcheck
-from nncli.job import TrainingJob, prepare
+from nncli.job import TrainingJob
 from nncli.losses import LOSSES
 from nncli.runs import CHECKPOINT
 from nncli.train import evaluate
-from test_interrupts import _assert_interrupted, _resume_library, _start_training, _train_library, _wait_for
+from test_interrupts import _train_library, interrupt_training, stop_twice_and_resume
 from test_new_optimizers import assert_identical_run
 
 TORCH_ACT = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda z: z,
@@ -242,14 +238,7 @@ def test_a_stop_inside_an_epoch_resumed_twice_is_bit_for_bit(tmp_path, monkeypat
                       layers=("auto", 6, 5, "auto"), optimizer="adam", lr=0.02)
     cfg["model"]["dropout"] = [0.5, 0.25]
     write_yaml(tmp_path / "cfg.yaml", cfg)
-    ref, ref_summary = _train_library(tmp_path / "cfg.yaml", tmp_path / "ref")
-    assert ref_summary["status"] == "completed"
-    run, s = _train_library(tmp_path / "cfg.yaml", tmp_path / "runs", stop_at_step=11)
-    _assert_interrupted(run, s, mid_epoch=True)
-    s = _resume_library(run, stop_at_step=7)
-    _assert_interrupted(run, s, mid_epoch=True)
-    s = _resume_library(run)
-    assert s["status"] == "completed"
+    run, ref = stop_twice_and_resume(tmp_path / "cfg.yaml", tmp_path)
     assert_identical_run(run, ref)
 
 
@@ -269,17 +258,7 @@ def test_sigint_then_resume_matches_the_uninterrupted_run(tmp_path):
     ref = only_run(ref_dir)
     shutil.copy(ref_dir / "data.csv", work / "data.csv")
     shutil.copy(ref_dir / "long.yaml", work / "long.yaml")
-    err_path = tmp_path / "stderr.txt"
-    proc = _start_training(work, "long.yaml", err_path)
-    try:
-        _wait_for(lambda: re.search(r"epoch\s+1/", err_path.read_text(encoding="utf-8")), proc, 60, "the first epoch")
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = err_path.read_text(encoding="utf-8")
+    rc, err = interrupt_training(work, "long.yaml", tmp_path / "stderr.txt")
     assert rc == 130 and "Traceback" not in err, err
     run = only_run(work)
     assert (run / CHECKPOINT).exists() and summary(run)["status"] == "interrupted"

@@ -214,12 +214,10 @@ def _wait_for(cond, proc: subprocess.Popen, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_checkpoints_and_resume_matches_uninterrupted(long_case, tmp_path, sig):
-    shutil.copy(long_case / "data.csv", tmp_path / "data.csv")
-    shutil.copy(long_case / "long.yaml", tmp_path / "long.yaml")
-    err_path = tmp_path / "stderr.txt"
-    proc = _start_training(tmp_path, "long.yaml", err_path)
+def interrupt_training(cwd: Path, config: str, err_path: Path, sig=signal.SIGINT) -> tuple[int, str]:
+    """``nncli train CONFIG`` in ``cwd``, sent ``sig`` once its first epoch is reported; (exit
+    status, stderr). The process is killed if it has not ended within a minute."""
+    proc = _start_training(cwd, config, err_path)
     try:
         # the first progress line: the handler is installed and training is under way
         _wait_for(lambda: re.search(r"epoch\s+1/", err_path.read_text(encoding="utf-8")), proc, 60, "the first epoch")
@@ -229,7 +227,27 @@ def test_signal_checkpoints_and_resume_matches_uninterrupted(long_case, tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = err_path.read_text(encoding="utf-8")
+    return rc, err_path.read_text(encoding="utf-8")
+
+
+def stop_twice_and_resume(cfg_path: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(the run stopped after its 11th step, then 7 steps after resuming, then resumed to the
+    end; the uninterrupted reference run), both through the library; the caller compares them."""
+    ref, ref_summary = _train_library(cfg_path, tmp_path / "ref")
+    assert ref_summary["status"] == "completed"
+    run, s = _train_library(cfg_path, tmp_path / "runs", stop_at_step=11)
+    _assert_interrupted(run, s, mid_epoch=True)
+    s = _resume_library(run, stop_at_step=7)
+    _assert_interrupted(run, s, mid_epoch=True)
+    assert _resume_library(run)["status"] == "completed"
+    return run, ref
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_checkpoints_and_resume_matches_uninterrupted(long_case, tmp_path, sig):
+    shutil.copy(long_case / "data.csv", tmp_path / "data.csv")
+    shutil.copy(long_case / "long.yaml", tmp_path / "long.yaml")
+    rc, err = interrupt_training(tmp_path, "long.yaml", tmp_path / "stderr.txt", sig)
     assert "Traceback" not in err, err
     assert rc == 130, err
     run = only_run(tmp_path)

@@ -15,9 +15,7 @@ refusals and hand-derived steps in test_optim.py. The interrupt helpers are test
 
 from __future__ import annotations
 
-import re
 import shutil
-import signal
 import zipfile
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import yaml
 from helpers import (NO_PLOTS, assert_same_run, nn, one_run_dir, only_run, setup_workdir, strict_json, summary,
                      write_classes_csv, write_config)
 from nncli.runs import CHECKPOINT
-from test_interrupts import LONG_EPOCHS, _assert_interrupted, _resume_library, _start_training, _train_library, _wait_for
+from test_interrupts import LONG_EPOCHS, interrupt_training, stop_twice_and_resume
 
 NEW = ["nesterov", "rmsprop", "adagrad", "adamw"]
 
@@ -148,17 +146,7 @@ def test_sigint_then_resume_matches_the_uninterrupted_run(tmp_path, name):
     shutil.copy(ref_dir / "data.csv", work / "data.csv")
     shutil.copy(ref_dir / cfg, work / cfg)
 
-    err_path = tmp_path / "stderr.txt"
-    proc = _start_training(work, cfg, err_path)
-    try:
-        _wait_for(lambda: re.search(r"epoch\s+1/", err_path.read_text(encoding="utf-8")), proc, 60, "the first epoch")
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = err_path.read_text(encoding="utf-8")
+    rc, err = interrupt_training(work, cfg, tmp_path / "stderr.txt")
     assert "Traceback" not in err, err
     assert rc == 130, err
     run = only_run(work)
@@ -181,12 +169,5 @@ def test_a_stop_inside_an_epoch_resumed_twice_is_bit_for_bit(tmp_path, monkeypat
     write_classes_csv(tmp_path / "data.csv", n=23)
     write_config(tmp_path / "cfg.yaml", train_csv="data.csv", target="label", seed=2, epochs=6, batch_size=5,
                  shuffle=True, optimizer=name, lr=LONG_LR[name] * 2, **HYPER[name])
-    ref, ref_summary = _train_library(tmp_path / "cfg.yaml", tmp_path / "ref")
-    assert ref_summary["status"] == "completed"
-    run, s = _train_library(tmp_path / "cfg.yaml", tmp_path / "runs", stop_at_step=11)
-    _assert_interrupted(run, s, mid_epoch=True)
-    s = _resume_library(run, stop_at_step=7)
-    _assert_interrupted(run, s, mid_epoch=True)
-    s = _resume_library(run)
-    assert s["status"] == "completed"
+    run, ref = stop_twice_and_resume(tmp_path / "cfg.yaml", tmp_path)
     assert_identical_run(run, ref)

@@ -21,13 +21,12 @@ import json
 import math
 import re
 import shutil
-import signal
 import warnings
 
 import numpy as np
 import pytest
 
-from helpers import (NO_PLOTS, assert_usage_error, metrics_rows, nn, npz_arrays, one_run_dir, only_run, setup_workdir,
+from helpers import (NO_PLOTS, assert_usage_error, metrics_rows, nn, npz_arrays, one_run_dir, only_run,
                      summary, write_classes_csv, write_config, write_regression_csv, write_yaml, config_dict,
                      assert_same_arrays)
 from nncli.data import Split
@@ -38,7 +37,7 @@ from nncli.runs import CHECKPOINT
 from nncli.schedules import SCHEDULES, make_schedule
 from nncli.tasks import TASKS
 from nncli.train import EarlyStopping, EpochRecord, FitOptions, Trainer, clip_grad_norm
-from test_interrupts import LONG_EPOCHS, _assert_interrupted, _resume_library, _start_training, _train_library, _wait_for
+from test_interrupts import LONG_EPOCHS, _train_library, interrupt_training, stop_twice_and_resume
 from test_new_optimizers import assert_identical_run
 
 try:
@@ -446,17 +445,8 @@ def test_sigint_then_resume_with_a_schedule_matches_the_uninterrupted_run(tmp_pa
     assert header[-1] == "lr" and len({row[-1] for row in rows}) > 2  # the schedule did change eta
     shutil.copy(ref_dir / "data.csv", work / "data.csv")
     shutil.copy(ref_dir / cfg, work / cfg)
-    err_path = tmp_path / "stderr.txt"
-    proc = _start_training(work, cfg, err_path)
-    try:
-        _wait_for(lambda: re.search(r"epoch\s+1/", err_path.read_text(encoding="utf-8")), proc, 60, "the first epoch")
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert rc == 130, err_path.read_text(encoding="utf-8")
+    rc, err = interrupt_training(work, cfg, tmp_path / "stderr.txt")
+    assert rc == 130, err
     run = only_run(work)
     s = summary(run)
     assert s["status"] == "interrupted" and 0 < s["epochs_run"] < LONG_EPOCHS
@@ -483,14 +473,8 @@ def test_a_stop_inside_an_epoch_resumed_twice_is_bit_for_bit(tmp_path, monkeypat
     write_classes_csv(tmp_path / "data.csv", n=23)
     write_config(tmp_path / "cfg.yaml", train_csv="data.csv", target="label", seed=2, epochs=6, batch_size=5,
                  shuffle=True, optimizer="momentum", lr=0.3, **RESUME_SHORT[name])
-    ref, ref_summary = _train_library(tmp_path / "cfg.yaml", tmp_path / "ref")
-    assert ref_summary["status"] == "completed"
-    assert len({row[-1] for row in metrics_rows(ref)[1]}) > 1
-    run, s = _train_library(tmp_path / "cfg.yaml", tmp_path / "runs", stop_at_step=11)
-    _assert_interrupted(run, s, mid_epoch=True)
-    s = _resume_library(run, stop_at_step=7)
-    _assert_interrupted(run, s, mid_epoch=True)
-    assert _resume_library(run)["status"] == "completed"
+    run, ref = stop_twice_and_resume(tmp_path / "cfg.yaml", tmp_path)
+    assert len({row[-1] for row in metrics_rows(ref)[1]}) > 1  # the schedule did change eta
     assert_identical_run(run, ref)
 
 
@@ -541,13 +525,13 @@ def keras_early_stopping(values, patience, min_delta, mode):
     best = math.inf if mode == "min" else -math.inf
     delta = -min_delta if mode == "min" else min_delta
     op = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
-    wait, best_epoch, best_weights = 0, 0, None
+    wait, best_weights = 0, None  # best_weights: the epoch whose weights are kept
     for epoch, current in enumerate(values):
         if best_weights is None:
-            best_weights, best_epoch = epoch, epoch
+            best_weights = epoch
         wait += 1
         if op(current - delta, best):
-            best, best_epoch, best_weights, wait = current, epoch, epoch, 0
+            best, best_weights, wait = current, epoch, 0
             continue
         if wait >= patience and epoch > 0:
             return epoch + 1, best_weights + 1
