@@ -466,7 +466,7 @@ def sweep(
     and keeps finished runs. Exit 0 if every run completed, 1 if any failed, 130 if interrupted.
     """
     from . import view
-    from .errors import ConfigError, Interrupted, JobFailed
+    from .errors import ConfigError
     from .sweep import LocalProcessExecutor, Sweep, worker_env
 
     if jobs < 1:
@@ -494,10 +494,7 @@ def sweep(
                                  hint="--wide or results.csv")
         view.info(f"saved {sw.dir / 'results.csv'}")
         print(sw.dir)
-    if sw.stopped:
-        raise Interrupted(f"sweep interrupted; finished runs are kept in {sw.dir}")
-    if sw.failed:
-        raise JobFailed(f"{len(sw.failed)} of {len(sw.tasks)} runs failed; see the table above")
+    _batch_outcome("sweep", sw.stopped, len(sw.failed), len(sw.tasks), "runs", sw.dir)
 
 
 @app.command()
@@ -524,7 +521,7 @@ def cv(
     """
     from . import view
     from .cv import CrossValidation
-    from .errors import ConfigError, Interrupted, JobFailed
+    from .errors import ConfigError
     from .sweep import LocalProcessExecutor, worker_env
 
     if jobs < 1:
@@ -555,10 +552,18 @@ def cv(
                                  drop=drop_order(table), hint="--wide or --json")
             view.info(f"saved {cvr.dir / 'results.csv'}")
             print(cvr.dir)
-    if cvr.stopped:
-        raise Interrupted(f"cv interrupted; finished folds are kept in {cvr.dir}")
-    if cvr.failed:
-        raise JobFailed(f"{len(cvr.failed)} of {cvr.k} folds failed; see the table above")
+    _batch_outcome("cv", cvr.stopped, len(cvr.failed), cvr.k, "folds", cvr.dir)
+
+
+def _batch_outcome(kind: str, stopped: bool, failed: int, total: int, what: str, where) -> None:
+    """The exit of a batch of runs (sweep, cv): 130 if it was interrupted (finished ones kept),
+    1 if any failed, else 0."""
+    from .errors import Interrupted, JobFailed
+
+    if stopped:
+        raise Interrupted(f"{kind} interrupted; finished {what} are kept in {where}")
+    if failed:
+        raise JobFailed(f"{failed} of {total} {what} failed; see the table above")
 
 
 def _cv_table(res):
