@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -253,7 +253,7 @@ class TrainingJob:
                 self._draw()
             summary = self._summary()
             self.run.write_summary(summary)
-            if res.status == "completed":
+            if res.status in ("completed", "pruned"):  # final: a periodic checkpoint has no use left
                 try:
                     self.run.remove_checkpoint()
                 except OSError as e:  # the run is complete all the same; a later resume refuses it
@@ -261,6 +261,17 @@ class TrainingJob:
         finally:  # a failed write must not leave the run locked for the rest of a library caller's process
             self.release()
         return summary
+
+    def train(self, plots: bool = True, on_epoch: Optional[Callable[[EpochRecord], None]] = None) -> dict:
+        """The whole job, silently: start(), every epoch, finish(), inside :meth:`guarded`; the
+        summary. ``on_epoch(rec)`` sees each epoch's record as it completes (a view, a sweep's
+        pruner, which may call ``self.trainer.prune``)."""
+        with self.guarded():
+            self.start()
+            for rec in self.epochs():
+                if on_epoch is not None:
+                    on_epoch(rec)
+            return self.finish(plots=plots)
 
     @contextmanager
     def guarded(self):
@@ -406,6 +417,8 @@ def _refuse_completed(rd: RunDir) -> dict:
     summary = _summary_or_empty(rd)
     if summary.get("status") == "completed":
         raise RunError(f"{rd.path}: this run already completed; nothing to resume")
+    if summary.get("status") == "pruned":
+        raise RunError(f"{rd.path}: this run was pruned by its sweep ({summary.get('message', '')}); a pruned run is final")
     return summary
 
 

@@ -56,7 +56,7 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
-    status: str = "running"  # completed | diverged | interrupted
+    status: str = "running"  # completed | diverged | interrupted | pruned (a sweep's pruner stopped it)
     epochs_run: int = 0
     seconds: float = 0.0
     message: str = ""
@@ -188,6 +188,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.result = TrainResult()
         self.stop_requested = False
+        self._stop_as = ("interrupted", RESUME_HINT)  # what a requested stop is: prune() makes it "pruned"
         self._pos = 0  # next row of the current epoch's order
         self._order: Optional[np.ndarray] = None  # the current epoch's shuffled row order
         self._loss_sum = 0.0  # sum of batch loss * batch rows in the current epoch
@@ -225,7 +226,7 @@ class Trainer:
                 self._begin_epoch()
             why = self._train_epoch()
             if why is INTERRUPTED:
-                return self._stop("interrupted", RESUME_HINT)
+                return self._stop(*self._stop_as)
             if why is None:
                 rec, why = self._end_epoch()
             if why is not None:
@@ -235,13 +236,19 @@ class Trainer:
             if stop_early:
                 break
             if self.stop_requested and self.epoch < self.options.epochs:
-                return self._stop("interrupted", RESUME_HINT)
+                return self._stop(*self._stop_as)
         if self._best is not None:
             for (_, p), best in zip(self.model.params(), self._best[2]):
                 np.copyto(p, best)
             self.result.best_epoch = self._best[1]
             self.result.monitor = es.monitor
         self._stop("completed", "")
+
+    def prune(self, message: str) -> None:
+        """Stop after the current epoch with status "pruned" (a sweep's pruner judged the run
+        hopeless; ``message`` says why): final, not resumable, so no checkpoint is kept."""
+        self._stop_as = ("pruned", message)
+        self.stop_requested = True
 
     def rehearse(self) -> None:
         """A forward and a backward pass over the first batch (and the validation rows), nothing
