@@ -455,24 +455,32 @@ def runs_(
 @_command
 def sweep(
     sweep_file: Path = typer.Argument(..., help="Sweep YAML: base config, grid and/or random samples.", show_default=False),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs trained at the same time, each in its own process."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs trained at the same time (local: worker processes; ray: tasks in flight)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the sweep directory is created."),
+    executor_kind: str = typer.Option("local", "--executor", help="local: long-lived worker processes on this machine; process: one nncli train process per run; ray: a Ray cluster (nncli[ray])."),
+    address: Optional[str] = typer.Option(None, "--address", help="The Ray cluster to join (--executor ray), e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a local Ray started for the sweep)."),
+    retries: int = typer.Option(2, "--retries", help="Times a Ray task whose worker or node died is retried before the run counts as failed (--executor ray)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="An Optuna storage URL (e.g. sqlite:///study.db): the study is kept there, so rerunning the command continues it and several machines share it (nncli[optuna])."),
     wide: bool = typer.Option(False, "--wide", help="On a terminal, show every column whole whatever its width (it may wrap); by default a table too wide leaves out its least useful columns and says which."),
 ):
     """Train one run per sweep point, N at a time, then print the ranked table.
 
     All runs go into one sweep directory (with sweep.yaml and results.csv). A failing run is
     recorded and the others continue; Ctrl-C stops the workers cleanly (each checkpoints)
-    and keeps finished runs. Exit 0 if every run completed, 1 if any failed, 130 if interrupted.
+    and keeps finished runs. Exit 0 if every run completed (or was pruned), 1 if any failed,
+    130 if interrupted.
     """
     from . import view
     from .errors import ConfigError
-    from .sweep import LocalProcessExecutor, Sweep, worker_env
+    from .executors import make_executor
+    from .sweep import Sweep
 
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
-    sw = Sweep.create(sweep_file, runs_dir)
-    executor = LocalProcessExecutor(jobs, worker_env(jobs))
+    if retries < 0:
+        raise ConfigError("--retries must be at least 0")
+    executor = make_executor(executor_kind, jobs, address=address, retries=retries)  # a missing extra: before anything is written
+    sw = Sweep.create(sweep_file, runs_dir, storage=storage)
     view.info(f"sweep {sw.dir}: {len(sw.tasks)} runs, {jobs} at a time")
     finished = [0]
 
@@ -522,14 +530,14 @@ def cv(
     from . import view
     from .cv import CrossValidation
     from .errors import ConfigError
-    from .sweep import LocalProcessExecutor, worker_env
+    from .executors import make_executor
 
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     cvr = CrossValidation.create(config, folds, list(set_ or []), runs_dir, seed, plots)
     for note in cvr.notes:
         view.warning(note)
-    executor = LocalProcessExecutor(jobs, worker_env(jobs))
+    executor = make_executor("local", jobs)
     how = "stratified" if cvr.stratified else "shuffled"
     view.info(f"cv {cvr.dir}: {cvr.k} {how} folds (seed {cvr.seed}), {jobs} at a time")
     finished = [0]

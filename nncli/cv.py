@@ -16,8 +16,8 @@ config.yaml names its own files), reproducible (``nncli train RUN/config.yaml``)
 config's own data.val, data.val_split and data.test_split are overridden, with a note:
 in a cross-validation every row of data.train is a validation row exactly once.
 
-The runs are started as a sweep's points are (nncli.sweep: :class:`~nncli.sweep.Task`, an
-:class:`~nncli.sweep.Executor`, :func:`~nncli.sweep.task_status`), into one directory::
+The runs are started as a sweep's points are (nncli.executors: :class:`~nncli.executors.Task`, an
+:class:`~nncli.executors.Executor`, :func:`~nncli.executors.task_status`), into one directory::
 
     runs/<stamp>-<name>-cv-<hex>/
       cv.yaml                  the config, K, the seed, --set, and each fold's rows of data.train
@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -163,7 +162,7 @@ class CrossValidation:
     stratified: bool
     dir: Path
     folds: list[Fold]
-    tasks: list  # nncli.sweep.Task, one per fold (params: {"fold": k})
+    tasks: list  # nncli.executors.Task, one per fold (params: {"fold": k})
     failed: list = field(default_factory=list)
     stopped: bool = False
     notes: list[str] = field(default_factory=list)
@@ -242,9 +241,9 @@ class CrossValidation:
         return cls(config, name, k, seed, stratified, cv_dir, folds, tasks, [], False, notes)
 
     def run(self, executor, on_done: Callable) -> None:
-        """Run every fold's task on ``executor`` (an nncli.sweep.Executor); ``on_done(task,
+        """Run every fold's task on ``executor`` (an nncli.executors.Executor); ``on_done(task,
         status)`` as each finishes."""
-        from .sweep import interrupted, task_status
+        from .executors import interrupted, task_status
 
         def done(t) -> None:
             if t.returncode != 0 and not interrupted(t.returncode):
@@ -324,15 +323,12 @@ def _fold_name(name: str, fold: Fold) -> str:
 
 
 def _task(config: Path, overrides: list[str], fold: Fold, cv_dir: Path, name: str, plots: bool):
-    from .sweep import Task
+    from .executors import Task
 
-    argv = [sys.executable, "-m", "nncli", "train", str(config), "--runs-dir", str(cv_dir),
-            "--name", _fold_name(name, fold), "--quiet", "--json"]
-    if not plots:
-        argv.append("--no-plots")
-    for s in overrides + fold_overrides(fold):
-        argv += ["--set", s]
-    return Task(fold.number - 1, argv, {"fold": fold.number})
+    from .pointrun import Point
+
+    point = Point(str(config), overrides + fold_overrides(fold), str(cv_dir), _fold_name(name, fold), plots)
+    return Task(fold.number - 1, point, {"fold": fold.number})
 
 
 def _check_fold(config: Path, overrides: list[str], fold: Fold, cv_dir: Path, name: str) -> list[str]:
@@ -377,7 +373,7 @@ def _run_dir_of(cv: CrossValidation, t) -> Optional[Path]:
 
 def _fold_result(cv: CrossValidation, t) -> dict:
     from .runs import RunDir
-    from .sweep import task_status
+    from .executors import task_status
 
     run_dir = _run_dir_of(cv, t)
     status = task_status(t) if t.returncode is not None else "not run"

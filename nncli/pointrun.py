@@ -19,9 +19,12 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NncliError
+
+if TYPE_CHECKING:
+    from .train import EpochRecord
 
 #: the config keys whose values are input files a point reads (model.init when it ends in .npz)
 FILE_KEYS = ("data.train", "data.val", "data.test", "model.init")
@@ -72,7 +75,7 @@ class Outcome:
 
 
 #: a pruner: given each epoch's record, a message to prune the run with, or None to go on
-Report = Callable[["EpochRecord"], Optional[str]]  # noqa: F821 (nncli.train.EpochRecord)
+Report = Callable[["EpochRecord"], Optional[str]]
 
 _running = None  # the job train_point is running (request_stop reaches it)
 
@@ -101,13 +104,7 @@ def train_point(point: Point, report: Optional[Report] = None, files: Optional[d
             tmp = tempfile.mkdtemp(prefix="nncli-point-")
         job = _job(point, files or {}, tmp)
         _running = job
-        on_epoch = None
-        if report is not None:
-            def on_epoch(rec):
-                message = report(rec)
-                if message:
-                    job.trainer.prune(message)
-        summary = job.train(plots=point.plots, on_epoch=on_epoch)
+        summary = job.train(plots=point.plots, on_epoch=None if report is None else _pruner(job, report))
     except NncliError as e:
         return Outcome(e.exit_code, "", _error_line(str(e)))
     except MemoryError:
@@ -127,6 +124,17 @@ def train_point(point: Point, report: Optional[Report] = None, files: Optional[d
         return Outcome(EXIT_INTERRUPTED, out, _error_line(
             f"interrupted after {summary['epochs_run']} epochs; checkpoint saved. Continue with: nncli train --resume {job.run_dir}"))
     return Outcome(0, out, "")
+
+
+def _pruner(job, report: Report):
+    """on_epoch for job.train: a message from ``report`` prunes the run."""
+
+    def on_epoch(rec):
+        message = report(rec)
+        if message:
+            job.trainer.prune(message)
+
+    return on_epoch
 
 
 def _error_line(msg: str) -> str:

@@ -16,9 +16,9 @@ A sweep file::
         train.momentum: {uniform: [0.5, 0.99]}
     metric: val_accuracy            # ranking column (default: val_ metric if any, else train)
 
-Every point is one ``nncli train BASE --set KEY=VALUE ...`` process, so a sweep run is
-exactly what a shell loop would produce. The executor is an interface: the local process
-pool is one backend; a cluster backend only needs to start commands and report exit codes.
+Every point is one ``nncli train BASE --set KEY=VALUE ...`` (a nncli.pointrun.Point), so a
+sweep run is exactly what a shell loop would produce. Where the points train is an executor's
+business (nncli.executors: long-lived local workers, a process per point, a Ray cluster).
 """
 
 from __future__ import annotations
@@ -27,13 +27,9 @@ import itertools
 import json
 import math
 import re
-import os
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,6 +38,8 @@ from .config import NAME_RE, format_validation_error, load_config, read_yaml
 from .csvio import atomic_write_text, write_rows
 from .errors import ConfigError, RunError, did_you_mean
 from .formats import short, shown
+from .executors import Executor, Task, interrupted, task_status  # noqa: F401 (the sweep's vocabulary)
+from .pointrun import Point
 from .runs import SWEEP_FILE, create_run_dir
 
 
@@ -151,91 +149,9 @@ def iter_points(spec: SweepSpec):
             yield p
 
 
-# ---------------------------------------------------------------------- executors
-
-
-@dataclass
-class Task:
-    index: int
-    argv: list[str]
-    params: dict
-    returncode: Optional[int] = None
-    stdout: str = ""
-    stderr: str = ""
-
-
-class Executor:
-    """Runs commands, at most ``jobs`` at a time; calls ``done(task)`` as each finishes.
-
-    ``stopping`` is True once :meth:`stop` was called: no new task starts, and the sweep
-    reports itself interrupted.
-    """
-
-    stopping = False
-
-    def run(self, tasks: Sequence[Task], done: Callable[[Task], None]) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        """Ask running tasks to stop (they checkpoint and exit 130); start no more."""
-        self.stopping = True
-
-
-class LocalProcessExecutor(Executor):
-    def __init__(self, jobs: int, env: Optional[dict] = None):
-        self.jobs = max(1, jobs)
-        self.env = env
-        self.running: dict = {}
-
-    def run(self, tasks, done):
-        import tempfile
-
-        pending = list(tasks)
-        while pending or self.running:
-            while pending and len(self.running) < self.jobs and not self.stopping:
-                t = pending.pop(0)
-                out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-                proc = subprocess.Popen(t.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=self.env)
-                self.running[proc] = (t, out, err)
-            if self.stopping and pending:
-                pending.clear()
-            for proc in list(self.running):
-                if proc.poll() is None:
-                    continue
-                t, out, err = self.running.pop(proc)
-                out.seek(0)
-                err.seek(0)
-                t.returncode, t.stdout, t.stderr = proc.returncode, out.read(), err.read()
-                out.close()
-                err.close()
-                done(t)
-            time.sleep(0.02)
-
-    def stop(self):
-        import signal
-
-        super().stop()
-        for proc in self.running:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-
-
-def worker_env(jobs: int) -> dict:
-    """Each worker gets an equal share of the cores for BLAS, unless the user chose already."""
-    env = dict(os.environ)
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, threads)
-    return env
-
-
-def command(spec: SweepSpec, params: dict, sweep_dir: Path, name: str) -> list[str]:
-    argv = [sys.executable, "-m", "nncli", "train", spec.base, "--runs-dir", str(sweep_dir), "--name", name, "--quiet", "--json"]
-    if not spec.plots:
-        argv.append("--no-plots")
-    for key, value in params.items():
-        argv += ["--set", f"{key}={json.dumps(value)}"]
-    return argv
+def command(spec: SweepSpec, params: dict, sweep_dir: Path, name: str) -> Point:
+    """The ``nncli train`` of one point (nncli.pointrun.Point: run in a worker, or as a process)."""
+    return Point(spec.base, [f"{key}={json.dumps(value)}" for key, value in params.items()], str(sweep_dir), name, spec.plots)
 
 
 def validate_points(spec: SweepSpec, pts: list[dict]) -> None:
@@ -265,10 +181,12 @@ class Sweep:
     stopped: bool = False
 
     @classmethod
-    def create(cls, path: Path | str, runs_dir: Path | str) -> "Sweep":
+    def create(cls, path: Path | str, runs_dir: Path | str, storage: Optional[str] = None) -> "Sweep":
         """Validate every point of the sweep file, then create the sweep directory with sweep.yaml."""
         import yaml
 
+        if storage is not None:
+            raise ConfigError("--storage is not built yet")  # nncli.study (helper O)
         path = Path(path)
         spec = load_sweep(path)
         pts = points(spec)
@@ -286,7 +204,7 @@ class Sweep:
         tasks = [Task(i, command(spec, p, sweep_dir, f"{name}-{i + 1:03d}"), p) for i, p in enumerate(pts)]
         return cls(spec, name, sweep_dir, tasks, [])
 
-    def run(self, executor: Executor, on_done: Callable[[Task, str], None]) -> None:
+    def run(self, executor: "Executor", on_done: Callable[[Task, str], None]) -> None:
         """Run every task on ``executor``; ``on_done(task, status)`` as each finishes."""
 
         def done(t: Task) -> None:
@@ -315,20 +233,3 @@ class Sweep:
         write_rows(self.dir / "results.csv", list(map(str, df.columns)),
                    df.astype(object).where(df.notna(), "").values.tolist())
         return df, metric, notes
-
-
-def interrupted(returncode: Optional[int]) -> bool:
-    """Whether a worker's exit status means it was interrupted: exit 130, or killed by SIGINT
-    or SIGTERM themselves (a negative return code: the signal came where nothing handled it)."""
-    import signal
-
-    return returncode in (130, -signal.SIGINT, -signal.SIGTERM)
-
-
-def task_status(t: Task) -> str:
-    """'completed', 'interrupted', 'failed' or 'failed (exit N)', with the run's last message."""
-    if t.returncode == 0:
-        return "completed"
-    status = "interrupted" if interrupted(t.returncode) else {1: "failed"}.get(t.returncode, f"failed (exit {t.returncode})")
-    msg = (t.stderr.strip().splitlines() or [""])[-1]
-    return status + (f": {msg}" if msg else "")
