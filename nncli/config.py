@@ -569,16 +569,23 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for text in overrides:
         path, value = parse_override(text)
-        node = raw
-        for i, part in enumerate(path[:-1]):
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                section = ".".join(path[: i + 1])
-                raise ConfigError(f"--set {short(text)}: '{section}' is not a section")
-        node[path[-1]] = value
+        set_key(raw, path, value, f"--set {short(text)}")
     return raw
+
+
+def set_key(raw: dict, path: list[str], value: Any, where: str) -> None:
+    """raw[path[0]][path[1]]... = value, creating missing sections; ``where`` names the
+    override in the error for a key below a value that is not a section (nncli.api takes
+    overrides as a dict, {"train.lr": 0.1}, too)."""
+    node = raw
+    for i, part in enumerate(path[:-1]):
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            section = ".".join(path[: i + 1])
+            raise ConfigError(f"{where}: '{section}' is not a section")
+    node[path[-1]] = value
 
 
 def config_from_dict(raw: Any, source: str, overrides: Optional[list[str]] = None) -> Config:

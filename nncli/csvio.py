@@ -21,7 +21,7 @@ import math
 import os
 import re
 import secrets
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -137,18 +137,36 @@ def read_csv(path: str | Path, key: str = "", str_columns=(), required=(), na_va
     ``required`` columns must be in the header. Missing cells (:data:`MISSING` and the
     extra tokens ``na_values``, e.g. data.na_values) become NaN.
     """
-    import pandas as pd
-
     p, source = open_csv_source(path, key)
     parquet, sep = formats.is_parquet(p), sep or formats.default_sep(p)
     header = check_header(list(formats.parquet_schema(p, source).names), source) if parquet else read_header(p, source, sep)
+    return _checked_table(header, source, sep, str_columns, required, na_values, lambda dtype: (
+        formats.read_parquet(p, source, list(dtype))[1] if parquet else _read_delimited(p, source, sep, dtype)))
+
+
+def read_csv_bytes(data: bytes, source: str, str_columns=(), required=(), na_values=()):
+    """:func:`read_csv` of CSV bytes in memory, comma-separated (nncli.api reads a DataFrame
+    as the file ``df.to_csv(index=False)`` writes): the same checks, dtypes and missing cells."""
+    try:
+        header = next(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")), None)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{source}: unreadable header ({short(e)})") from None
+    header = check_header(header, source)
+    return _checked_table(header, source, ",", str_columns, required, na_values,
+                          lambda dtype: _read_delimited(None, source, ",", dtype, data))
+
+
+def _checked_table(header: list[str], source: str, sep: str, str_columns, required, na_values, read):
+    """``read(dtype)``'s DataFrame after the header's checks, with the missing cells as NaN."""
+    import pandas as pd
+
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(missing_columns_message(source, missing, header, sep))
     if any(not str(c).strip() for c in required):
         raise DataError(f"{source}: a column used as a feature or target has an empty name; give it a name in the header")
     dtype = {c: str for c in str_columns if c in header}
-    df = formats.read_parquet(p, source, list(dtype))[1] if parquet else _read_delimited(p, source, sep, dtype)
+    df = read(dtype)
     if len(df) == 0:
         raise DataError(f"{source}: has a header but no data rows")
     for c in df.columns:
@@ -171,12 +189,13 @@ def numeric_tokens(na_values) -> list[float]:
     return [v for v in out if math.isfinite(v)]
 
 
-def _read_delimited(p: Path, source: str, sep: str, dtype: dict):
-    """One ``pandas.read_csv`` of the (decompressed) file, every error one short line."""
+def _read_delimited(p: Path | None, source: str, sep: str, dtype: dict, data: bytes | None = None):
+    """One ``pandas.read_csv`` of the (decompressed) file, or of ``data`` (p None), every error one short line."""
     import pandas as pd
 
     try:
-        with formats.decompression_errors(p, source), formats.open_bytes(p, source) as fh:
+        with (formats.decompression_errors(p, source) if data is None else nullcontext()), \
+                (formats.open_bytes(p, source) if data is None else io.BytesIO(data)) as fh:
             # na_filter=False keeps pandas' fast path for clean numeric columns; a column with a
             # missing cell is read as text, and the missing tokens become NaN in read_csv
             df = pd.read_csv(fh, sep=sep, encoding="utf-8-sig", dtype=dtype or None, na_filter=False, low_memory=False)

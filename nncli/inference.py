@@ -74,6 +74,12 @@ def _default_source(run: Run):
 def evaluate(run: Run, data: Optional[str] = None, sep: Optional[str] = None) -> tuple[dict, str]:
     """The evaluation report of ``run`` and the file name it should be saved under."""
     df, source, fname, notes = eval_source(run, data, sep)
+    return evaluation_report(run, df, source, notes), fname
+
+
+def evaluation_report(run: Run, df, source: str, notes: list) -> dict:
+    """The report of ``run`` on the labelled rows ``df`` (read by :func:`nncli.csvio.read_csv`'s
+    rules; ``source`` names them in messages, ``notes`` come first among the report's)."""
     prep, cfg, model = run.prep, run.config, run.model
     # rows without a target (and, data.missing: drop, with a missing cell) are not scored
     df, at, n_dropped, dropped_note = usable_rows(df, prep, source)
@@ -95,7 +101,7 @@ def evaluate(run: Run, data: Optional[str] = None, sep: Optional[str] = None) ->
         report.update(_classification_report(prep, Y, A))
     else:
         report.update(_regression_report(prep, df, source, Y, A, loss, at))
-    return report, fname
+    return report
 
 
 def run_missing_fix(prep) -> str:
@@ -192,9 +198,7 @@ def predict(run: Run, input_path: str, output_path: str = "-", proba: bool = Tru
     """
     table = open_input(input_path, sep or run.config.data.sep)
     with table:
-        new_cols = _prediction_columns(run.prep, table, proba) + (["error"] if skip_invalid else [])
-        if skip_invalid and "error" in table.header:
-            raise DataError(f"{table.source}: already has a column 'error'; rename it to use --skip-invalid")
+        new_cols = added_columns(run.prep, table, proba, skip_invalid)
         if output_path == "-":
             return _write_predictions(run, table, new_cols, _StdoutSink(sys.stdout), chunk_rows, notes)
         if Path(output_path).is_dir():
@@ -259,6 +263,15 @@ def _predict_skipping(prep, model, feats, unseen: dict, source: str, offset: int
 
     solve(0, len(feats))
     return A, errors
+
+
+def added_columns(prep, table, proba: bool, skip_invalid: bool) -> list[str]:
+    """The columns predict appends to ``table``'s (``error`` last with ``skip_invalid``); an
+    error if a feature column is missing or one of them exists."""
+    new_cols = _prediction_columns(prep, table, proba) + (["error"] if skip_invalid else [])
+    if skip_invalid and "error" in table.header:
+        raise DataError(f"{table.source}: already has a column 'error'; rename it to use --skip-invalid")
+    return new_cols
 
 
 def _prediction_columns(prep, table, proba: bool) -> list[str]:
