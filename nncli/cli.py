@@ -591,6 +591,28 @@ def _cv_table(res):
 
 @app.command()
 @_command
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/<id>.", show_default=False),
+    output: str = typer.Option(..., "--output", "-o", help="The .onnx file to write (replaced atomically).", show_default=False),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 or float64 (default: the run's train.dtype)."),
+):
+    """Write the run's whole prediction path as one ONNX graph (needs nncli[onnx]).
+
+    Inputs: one per feature column, named after it (numbers; text for categorical columns).
+    The graph standardises, one-hot encodes, imputes as the run does, runs the MLP, and
+    outputs label and probabilities (classifiers) or prediction (regression, in the targets'
+    units). A row nncli predict refuses gets NaN and an empty label.
+    """
+    from . import view
+    from .onnx_export import export as export_onnx
+
+    done = export_onnx(run_dir, output, dtype)
+    view.info(f"wrote {done['path']} ({done['dtype']}): inputs {', '.join(f'{n} {t}' for n, t in done['inputs'])}; "
+              f"outputs {', '.join(f'{n} {t}' for n, t in done['outputs'])}")
+
+
+@app.command()
+@_command
 def data(
     name: str = typer.Argument(..., help="xor, circles, moons, spirals, gauss or sine.", show_default=False),
     output: str = typer.Option(..., "--output", "-o", help="CSV file to write, or - for stdout.", show_default=False),
