@@ -9,6 +9,7 @@ import pytest
 pytest.register_assert_rewrite("helpers")  # the checks shared in helpers.py report like the tests' own
 
 from helpers import add_blobs, nn, setup_workdir, write_classes_csv, write_config  # noqa: E402
+from ray_cluster import ray_cluster  # noqa: E402,F401 (the one Ray cluster of the test run, started when a test asks for it)
 
 
 
