@@ -141,8 +141,12 @@ def make_executor(kind: str, jobs: int, address: Optional[str] = None, retries: 
     if kind == "process":
         return LocalProcessExecutor(jobs, worker_env(jobs))
     if kind == "local":
-        return LocalProcessExecutor(jobs, worker_env(jobs))  # nncli.workers replaces this (helper W)
-    raise ConfigError("--executor ray is not built yet")  # nncli.ray_executor (helper R)
+        from .workers import LocalWorkerExecutor
+
+        return LocalWorkerExecutor(jobs)
+    from .ray_executor import RayExecutor  # imports ray (ConfigError naming nncli[ray] if it is missing)
+
+    return RayExecutor(jobs, address, 2 if retries is None else retries)
 
 
 def interrupted(returncode: Optional[int]) -> bool:

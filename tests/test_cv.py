@@ -26,7 +26,7 @@ import yaml
 from helpers import (REPO, Res, add_blobs, assert_same_run, assert_usage_error, chdir, nn, read_text_csv,
                      start_cli, summary, write_regression_csv)
 from nncli.cv import CV_FILE, CrossValidation, plain_folds, stratified_folds
-from nncli.sweep import Executor
+from nncli.executors import Executor
 
 sk_split = pytest.importorskip("sklearn.model_selection")
 
@@ -356,7 +356,7 @@ class Scripted(Executor):
     def __init__(self, codes, stop_after=None):
         self.codes, self.stop_after = codes, stop_after
 
-    def run(self, tasks, done):
+    def run(self, tasks, done, report=None):
         for i, (t, code) in enumerate(zip(tasks, self.codes)):
             if self.stopping:
                 break

@@ -361,13 +361,14 @@ def test_signals_at_random_moments(case, tmp_path, command):
 
 
 def test_sweep_labels_workers_killed_by_sigint_or_sigterm_interrupted():
+    from nncli.pointrun import Point
     from nncli.sweep import Executor, Sweep, Task, task_status
 
     codes = [0, 130, -signal.SIGINT, -signal.SIGTERM, 1, 3, -signal.SIGKILL]
-    tasks = [Task(i, [], {"i": i}, returncode=None, stderr="") for i in range(len(codes))]
+    tasks = [Task(i, Point("c.yaml"), {"i": i}, returncode=None, stderr="") for i in range(len(codes))]
 
     class Finished(Executor):
-        def run(self, tasks, done):
+        def run(self, tasks, done, report=None):
             for t, code in zip(tasks, codes):
                 t.returncode = code
                 done(t)
@@ -378,7 +379,7 @@ def test_sweep_labels_workers_killed_by_sigint_or_sigterm_interrupted():
     assert statuses == {0: "completed", 130: "interrupted", -2: "interrupted", -15: "interrupted", 1: "failed",
                         3: "failed (exit 3)", -9: "failed (exit -9)"}
     assert [t.returncode for t in sw.failed] == [1, 3, -9]
-    assert task_status(Task(0, [], {}, returncode=-signal.SIGINT, stderr="")) == "interrupted"
+    assert task_status(Task(0, Point("c.yaml"), {}, returncode=-signal.SIGINT, stderr="")) == "interrupted"
 
 
 @needs_proc
