@@ -480,14 +480,18 @@ def sweep(
     if retries < 0:
         raise ConfigError("--retries must be at least 0")
     executor = make_executor(executor_kind, jobs, address=address, retries=retries)  # a missing extra: before anything is written
-    sw = Sweep.create(sweep_file, runs_dir, storage=storage)
-    view.info(f"sweep {sw.dir}: {len(sw.tasks)} runs, {jobs} at a time")
+    sw = Sweep.create(sweep_file, runs_dir, storage=storage, reports=executor.reports)
+    view.info(f"sweep {sw.dir}: {sw.total} runs, {jobs} at a time")
     finished = [0]
+    if sw.study is not None and sw.study.done_before:
+        finished[0] = sw.study.done_before
+        more = "; continuing" if sw.study.done_before < sw.total else ""
+        view.info(f"study {sw.name}: {sw.study.done_before} of {sw.total} trials already done{more}")
 
     def done(t, status):
         finished[0] += 1
         params = " ".join(f"{k}={json.dumps(v)}" for k, v in t.params.items())
-        view.info(f"[{finished[0]}/{len(sw.tasks)}] {params}: {status}")
+        view.info(f"[{finished[0]}/{sw.total}] {params}: {status}")
 
     with _signals_call(executor.stop):
         sw.run(executor, done)
@@ -502,7 +506,9 @@ def sweep(
                                  hint="--wide or results.csv")
         view.info(f"saved {sw.dir / 'results.csv'}")
         print(sw.dir)
-    _batch_outcome("sweep", sw.stopped, len(sw.failed), len(sw.tasks), "runs", sw.dir)
+    if sw.stopped and storage is not None:
+        view.info("the study is kept in the storage: rerun the same command to continue it")
+    _batch_outcome("sweep", sw.stopped, len(sw.failed), sw.total, "runs", sw.dir)
 
 
 @app.command()

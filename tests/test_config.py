@@ -239,7 +239,7 @@ def test_format_validation_error_of_a_sweep_lists_the_sweep_keys():
 
     err = _validation_error(SweepSpec, {"base": "configs/xor.yaml", "gird": {"train.lr": [0.1]}})
     assert format_validation_error(err, "s.yaml", SweepSpec) == (
-        "s.yaml: gird: unknown key; did you mean 'grid'? (valid keys here: base, name, grid, random, metric, plots)")
+        "s.yaml: gird: unknown key; did you mean 'grid'? (valid keys here: base, name, grid, random, metric, plots, search, params, prune)")
     err = _validation_error(SweepSpec, {"base": "b.yaml", "random": {"sample": 3, "params": {}}})
     assert format_validation_error(err, "s.yaml", SweepSpec) == (
         "s.yaml: random.sample: unknown key; did you mean 'samples'? (valid keys here: samples, seed, params)")
@@ -256,7 +256,7 @@ def test_sweep_file_with_an_unknown_key_is_one_line_naming_the_sweep_keys(tmp_pa
         load_sweep(p)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"{p}: seed: unknown key"), msg
-    assert "(valid keys here: base, name, grid, random, metric, plots)" in msg
+    assert "(valid keys here: base, name, grid, random, metric, plots, search, params, prune)" in msg
     assert "data" not in msg and "model" not in msg, "the config's keys are not the sweep's"
 
 

@@ -6,8 +6,9 @@ an executor of the test's own (the Executor interface: no process is started), a
 ``Sweep.results`` (the ranking metric and its fallbacks; results.csv). The executors here
 either run each task's command line in this process (helpers.nn, real run directories) or
 fabricate run directories with chosen metrics. The ``nncli sweep`` command itself is run
-in-process too, with its real backend (LocalProcessExecutor), which starts one
-``python -m nncli train`` process per point.
+in-process too, with its real default backend (nncli.workers.LocalWorkerExecutor: long-lived
+worker processes that train point after point); tests/test_workers.py compares its runs
+with those of the process executor (one ``python -m nncli train`` process per point).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-import nncli.sweep
+import nncli.executors
+import nncli.workers
 from helpers import (Res, add_blobs, assert_usage_error, chdir, nn, npz_arrays, read_text_csv, setup_workdir, start_cli,
                      summary, tmp_leftovers, write_yaml, xor_yaml)
 from nncli.errors import ConfigError
+from nncli.pointrun import Point
 from nncli.runs import create_run_dir
 from nncli.sweep import Executor, Sweep, Task, task_status
 
@@ -51,7 +54,7 @@ class InProcessExecutor(Executor):
     def __init__(self):
         self.seen: list[Task] = []
 
-    def run(self, tasks, done):
+    def run(self, tasks, done, report=None):
         for t in tasks:
             assert t.argv[:3] == [sys.executable, "-m", "nncli"], t.argv
             r = nn(*t.argv[3:], cwd=Path.cwd())
@@ -68,7 +71,7 @@ class FabricatingExecutor(Executor):
     def __init__(self, outcomes: list[dict]):
         self.outcomes = outcomes  # per task: status, metrics, val_metrics, returncode, stderr
 
-    def run(self, tasks, done):
+    def run(self, tasks, done, report=None):
         for t, o in zip(tasks, self.outcomes, strict=True):
             name = option(t.argv, "--name")
             run = create_run_dir(option(t.argv, "--runs-dir"), name)
@@ -91,7 +94,7 @@ class ReturnCodeExecutor(Executor):
     def __init__(self, outcomes: list[tuple[int, str]]):
         self.outcomes = outcomes
 
-    def run(self, tasks, done):
+    def run(self, tasks, done, report=None):
         for t, (rc, err) in zip(tasks, self.outcomes, strict=True):
             t.returncode, t.stderr = rc, err
             done(t)
@@ -106,7 +109,8 @@ def no_processes(monkeypatch) -> list:
         raise AssertionError(f"a process was started: {args}")
 
     monkeypatch.setattr(subprocess, "Popen", refuse)
-    monkeypatch.setattr(nncli.sweep.LocalProcessExecutor, "run", refuse)
+    monkeypatch.setattr(nncli.executors.LocalProcessExecutor, "run", refuse)
+    monkeypatch.setattr(nncli.workers.LocalWorkerExecutor, "run", refuse)
     return started
 
 
@@ -212,7 +216,7 @@ def test_create_with_plots_and_a_name(sweep_cwd):
     (2, "nncli: error: bad.yaml: train.lr: must be positive\n", "failed (exit 2): nncli: error: bad.yaml: train.lr: must be positive"),
 ])
 def test_task_status_names_the_outcome_and_the_last_stderr_line(rc, stderr, status):
-    t = Task(0, ["nncli"], {}, returncode=rc, stderr=stderr)
+    t = Task(0, Point(XOR), {}, returncode=rc, stderr=stderr)
     assert task_status(t) == status
 
 
@@ -250,7 +254,7 @@ def real_sweep(tmp_path_factory):
 
 def test_sweep_run_uses_the_executor_it_is_given(real_sweep):
     """Sweep.run hands every task to the executor passed in, and only to it: no process is
-    started (subprocess.Popen and LocalProcessExecutor.run are forbidden)."""
+    started (subprocess.Popen, LocalProcessExecutor.run and LocalWorkerExecutor.run are forbidden)."""
     wd, sw, ex, reported, started, _, _ = real_sweep
     assert started == []
     assert ex.seen == sw.tasks and len(sw.tasks) == 3
@@ -382,7 +386,7 @@ def test_random_bounds_and_choices_written_like_1e_3_are_numbers(sweep_cwd):
 
 def test_a_custom_executor_that_stops_makes_the_sweep_interrupted(sweep_cwd):
     class StopAtOnce(Executor):
-        def run(self, tasks, done):
+        def run(self, tasks, done, report=None):
             self.stop()  # the interface's own stop: no attribute of a particular backend
 
     sw = Sweep.create(write_yaml(sweep_cwd / "s.yaml", {"base": XOR, "grid": {"train.lr": [0.1]}}), "runs")
@@ -498,7 +502,7 @@ def test_sweep_rejects_an_unknown_top_level_key_naming_the_valid_ones(workdir):
     (workdir / "typo.yaml").write_text("base: configs/xor.yaml\ngrids:\n  train.lr: [0.1, 0.5]\n", encoding="utf-8")
     r = nn("sweep", "typo.yaml", cwd=workdir)
     assert_usage_error(r, "typo.yaml", "grids", "did you mean 'grid'",
-                       "(valid keys here: base, name, grid, random, metric, plots)")
+                       "(valid keys here: base, name, grid, random, metric, plots, search, params, prune)")
     assert not (workdir / "runs").exists()
 
 
