@@ -40,6 +40,7 @@ class Point:
     name: Optional[str] = None  # --name
     plots: bool = False  # draw the pictures (a sweep skips them unless it says plots: true)
     resume: Optional[str] = None  # continue this interrupted run directory instead (config, overrides, name unused)
+    report_every: int = 1  # with a report callback: report epochs k, 2k, 3k, ... only (each report is a round trip)
 
     def argv(self) -> list[str]:
         """The arguments of the same ``nncli train`` command (after ``nncli``)."""
@@ -104,7 +105,7 @@ def train_point(point: Point, report: Optional[Report] = None, files: Optional[d
             tmp = tempfile.mkdtemp(prefix="nncli-point-")
         job = _job(point, files or {}, tmp)
         _running = job
-        summary = job.train(plots=point.plots, on_epoch=None if report is None else _pruner(job, report))
+        summary = job.train(plots=point.plots, on_epoch=None if report is None else _pruner(job, report, point.report_every))
     except NncliError as e:
         return Outcome(e.exit_code, "", _error_line(str(e)))
     except MemoryError:
@@ -126,10 +127,12 @@ def train_point(point: Point, report: Optional[Report] = None, files: Optional[d
     return Outcome(0, out, "")
 
 
-def _pruner(job, report: Report):
-    """on_epoch for job.train: a message from ``report`` prunes the run."""
+def _pruner(job, report: Report, every: int = 1):
+    """on_epoch for job.train: every ``every``-th epoch goes to ``report``, whose message prunes the run."""
 
     def on_epoch(rec):
+        if rec.epoch % every:
+            return
         message = report(rec)
         if message:
             job.trainer.prune(message)

@@ -139,6 +139,7 @@ class Study:
             sampler = optuna.samplers.TPESampler(seed=seed)
         self.budget = budget(spec, len(points))
         self.prunes = spec.prune is not None
+        self.every = 1  # the epochs between reports (nncli.sweep.report_every sets it)
         self.study = self._create(storage, sampler)
         known = self.study.user_attrs.get("nncli_sweep")
         if known is None:
@@ -238,6 +239,7 @@ class Study:
 
         params = self.params(trial)
         point = command(self.spec, params, self.dir, run_name(self.name, trial.number))
+        point.report_every = self.every
         if resume is not None:
             point.resume = resume
         for key, value in (("host", self.host), ("pid", self.pid), ("sweep_dir", str(self.dir.resolve())),

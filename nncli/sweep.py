@@ -67,11 +67,24 @@ class _SearchSpec(BaseModel):
     seed: int = 0
 
 
+def report_every(spec: "SweepSpec", cfgs: list) -> int:
+    """The epochs between two reports to the pruner: prune.every, else about 100 reports over
+    the base config's epochs. Each report is a round trip to the driver (about 0.1 ms with
+    local workers, 3 ms on Ray) and to the storage (10-20 ms with SQLite), which would
+    dominate small epochs; the pruner sees the same steps of every trial either way."""
+    if spec.prune is None:
+        return 1
+    if spec.prune.every is not None:
+        return spec.prune.every
+    return max(1, min(c.train.epochs for c in cfgs) // 100) if cfgs else 1
+
+
 class _PruneSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: str
     warmup_epochs: int = Field(0, ge=0)
     startup_trials: Optional[int] = Field(None, ge=0)  # median: completed trials before pruning starts (Optuna's 5)
+    every: Optional[int] = Field(None, ge=1)  # report epochs every, 2*every, ... (default: epochs // 100, at least 1)
 
 
 class SweepSpec(BaseModel):
@@ -371,6 +384,7 @@ class Sweep:
             if storage is not None:
                 sweep_dir = _study_dir(path, runs_dir, record)
             study = st.Study(spec, name, sweep_dir or Path(runs_dir), storage, pts, metric, fingerprint)
+            study.every = report_every(spec, cfgs)
         reused = sweep_dir is not None
         if not reused:
             sweep_dir = create_run_dir(runs_dir, name)

@@ -483,3 +483,22 @@ def test_point_failing_before_its_run_dir_is_a_failed_row(work):
     failed = table.iloc[1]
     assert (failed["name"], failed["data.train"], failed["id"]) == ("f-002", "datasets/missing.csv", "")
     assert len(runs_of(sd)) == 1
+
+
+@pytest.mark.parametrize("every, epochs, expected", [(4, 12, 4), (None, 250, 2), (None, 30, 1)])
+def test_prune_every_reports_every_kth_epoch_only(work, every, epochs, expected):
+    """prune.every: K reports epochs K, 2K, ... (steps K-1, 2K-1, ...) and no other, so a
+    storage round trip is paid once per K epochs; without it, about 100 reports per run
+    (epochs // 100, at least 1). Pruning still stops a run only at a reported epoch."""
+    (work / "base.yaml").write_text(BASE.format(epochs=epochs), encoding="utf-8")
+    prune = "{method: median, warmup_epochs: 0, startup_trials: 1" + (f", every: {every}" if every else "") + "}"
+    s = write_sweep(work, "base: base.yaml\nname: e\nsearch: {method: grid, seed: 1}\nmetric: val_loss\n"
+                          f"grid:\n  train.lr: [0.3, 1.0e-6, 1.0e-6]\nprune: {prune}\n")
+    ok(nn("sweep", s, "--storage", "sqlite:///study.db", "--executor", "local", cwd=work))
+    trials = load(work, "e").get_trials()
+    (sd,) = sweep_dirs(work)
+    for t in trials:
+        s_ = summary(sd / t.user_attrs["run_dir"])
+        steps = sorted(t.intermediate_values)
+        assert steps == [e - 1 for e in range(expected, s_["epochs_run"] + 1, expected)], (t.number, steps)
+        assert s_["epochs_run"] % expected == 0 or s_["status"] == "completed"
