@@ -11,7 +11,7 @@ Workloads (float32 everywhere):
   W2 digits  1797 x 64 (scaled to [0, 1]), 64-128-10 relu, cross-entropy, adam lr 1e-3, batch 32, 30 epochs
   W3 wide    60000 x 784 synthetic, 784-256-128-10 relu, cross-entropy, batch 128, 2 epochs; sgd and adam
 
-nncli runs its real training loop (nncli.train.Trainer, the code path of `nncli train`,
+nncli runs its real training loop (nncli.trainer.Trainer, the code path of `nncli train`,
 with per-epoch metric recording, without terminal rendering). scikit-learn runs
 MLPClassifier with the same layers, solver, learning rate, batch size and epochs (its
 convergence test disabled). PyTorch runs torch.nn.Sequential with the same optimizer,
@@ -48,7 +48,7 @@ from nncli.losses import LOSSES  # noqa: E402
 from nncli.model import MLP  # noqa: E402
 from nncli.optim import OPTIMIZERS  # noqa: E402
 from nncli.tasks import TASKS  # noqa: E402
-from nncli.train import FitOptions, Trainer, evaluate  # noqa: E402
+from nncli.trainer import FitOptions, Trainer, evaluate  # noqa: E402
 
 CORES = os.cpu_count() or 1
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from nncli.config import load_config  # noqa: E402
 from nncli.job import TrainingJob  # noqa: E402
-from nncli.train import evaluate  # noqa: E402
+from nncli.trainer import evaluate  # noqa: E402
 
 GALLERY = ["xor_clusters", "circles", "moons", "spirals", "gauss", "iris", "wine", "breast_cancer", "digits", "sine"]
 SK_ACT = {"tanh": "tanh", "relu": "relu", "sigmoid": "logistic", "identity": "identity"}

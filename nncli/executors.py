@@ -15,7 +15,7 @@ directories, bit for bit.
 Tasks are pulled from an iterable only when a slot is free, so a search (nncli.study) can
 choose each point knowing the results so far. With a ``report`` callback, the executor calls
 ``report(task, rec)`` in the driver after each epoch of each task (rec: an
-nncli.train.EpochRecord); a message it returns prunes that task (status "pruned").
+nncli.trainer.EpochRecord); a message it returns prunes that task (status "pruned").
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Optional
 from .pointrun import Point
 
 if TYPE_CHECKING:
-    from .train import EpochRecord
+    from .trainer import EpochRecord
 
 #: the executors ``--executor`` accepts
 EXECUTORS = ("local", "process", "ray")

@@ -169,7 +169,7 @@ def _job_for(target, overrides):
 
 def explain(target, row: Optional[int] = None, rows: Optional[int] = None, overrides=()) -> Explanation:
     """One step of training on rows of epoch 1's order (default: its first batch), every quantity kept."""
-    from .train import clip_grad_norm
+    from .trainer import clip_grad_norm
 
     job, what, trained = _job_for(target, list(overrides or []))
     cfg, tr = job.cfg, job.trainer

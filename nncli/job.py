@@ -33,7 +33,7 @@ from .memory import check_training_memory
 from .model import MLP, load_weights
 from .optim import OPTIMIZERS, Optimizer
 from .runs import CHECKPOINT, LOCK, RunDir, model_config_digest, versions
-from .train import CheckpointError, EpochRecord, FitOptions, Trainer, evaluate
+from .trainer import CheckpointError, EpochRecord, FitOptions, Trainer, evaluate
 
 
 def resolve_sizes(cfg: Config, n_inputs: int, n_outputs: int, input_names=()) -> list[int]:

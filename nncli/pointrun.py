@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NncliError
 
 if TYPE_CHECKING:
-    from .train import EpochRecord
+    from .trainer import EpochRecord
 
 #: the config keys whose values are input files a point reads (model.init when it ends in .npz)
 FILE_KEYS = ("data.train", "data.val", "data.test", "model.init")

@@ -248,7 +248,7 @@ class RunDir(RunLock):
     def read_history(self, size: int, epochs: int, has_val: bool) -> list:
         """The EpochRecords in the first ``size`` bytes of metrics.csv, which must be epochs 1..``epochs``
         (what a checkpoint recorded); RunError otherwise. Their times are not kept: seconds None."""
-        from .train import EpochRecord
+        from .trainer import EpochRecord
 
         path = self / METRICS
         try:

@@ -3,7 +3,7 @@
 They are a window on the same pieces ``nncli train`` drives (nncli.job): a validated
 :class:`~nncli.config.Config` built from the estimator's parameters, the inputs z-scored
 by a :class:`~nncli.preprocess.Preprocessor` with the training rows' statistics, the seeded
-:class:`~nncli.model.MLP`, the optimizer of nncli.optim and :class:`~nncli.train.Trainer`
+:class:`~nncli.model.MLP`, the optimizer of nncli.optim and :class:`~nncli.trainer.Trainer`
 with the loss of nncli.losses: bce with one sigmoid unit for two classes, softmax
 cross-entropy for more, the quadratic cost (mse) for regression, as nncli's loss inference
 chooses. The one generator ``np.random.default_rng(seed)`` is consumed in the same order
@@ -162,7 +162,7 @@ class _NNBase(BaseEstimator):
         from .job import build_model, build_optimizer
         from .losses import LOSSES, class_weights
         from .preprocess import Preprocessor, target_scaling_applies
-        from .train import FitOptions, Trainer
+        from .trainer import FitOptions, Trainer
 
         n = X.shape[0]
         cfg = self._config(X.shape[1], n_outputs, loss, targets)

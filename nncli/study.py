@@ -41,7 +41,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .executors import Task
     from .sweep import SweepSpec
-    from .train import EpochRecord
+    from .trainer import EpochRecord
 
 NEEDS_OPTUNA = "this sweep needs Optuna (search/prune/--storage): pip install 'nncli[optuna]'"
 SEARCH_METHODS = ("grid", "random", "tpe")

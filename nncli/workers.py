@@ -180,7 +180,7 @@ class LocalWorkerExecutor(Executor):
 
     @property
     def _record(self):
-        from .train import EpochRecord
+        from .trainer import EpochRecord
 
         return EpochRecord
 

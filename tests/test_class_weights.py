@@ -30,7 +30,7 @@ from nncli.errors import ConfigError
 from nncli.gradcheck import gradcheck
 from nncli.job import TrainingJob, prepare
 from nncli.losses import LOSSES, class_weights
-from nncli.train import evaluate
+from nncli.trainer import evaluate
 from test_interrupts import stop_twice_and_resume
 from test_new_optimizers import assert_identical_run
 

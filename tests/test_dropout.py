@@ -28,7 +28,7 @@ from nncli.gradcheck import gradcheck
 from nncli.job import TrainingJob
 from nncli.losses import LOSSES
 from nncli.runs import CHECKPOINT
-from nncli.train import evaluate
+from nncli.trainer import evaluate
 from test_interrupts import _train_library, interrupt_training, stop_twice_and_resume
 from test_new_optimizers import assert_identical_run
 

@@ -1,4 +1,4 @@
-"""Interruption, resume and divergence of training (nncli/job.py, nncli/train.py checkpoints,
+"""Interruption, resume and divergence of training (nncli/job.py, nncli/trainer.py checkpoints,
 ``nncli train --resume``).
 
 - the library: a stop requested after exactly k optimizer steps (or after an epoch),

@@ -447,7 +447,7 @@ def _measure(tmp_path, layers, batch_size, optimizer, early_stopping, dtype="flo
     from nncli.job import build_optimizer, prepare
     from nncli.losses import LOSSES
     from nncli.memory import training_bytes
-    from nncli.train import FitOptions, Trainer
+    from nncli.trainer import FitOptions, Trainer
 
     if not (tmp_path / "sp.csv").exists():
         synth.write_csv(synth.generate("spirals", n=20_000, seed=1), tmp_path / "sp.csv")

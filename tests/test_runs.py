@@ -34,7 +34,7 @@ from nncli.errors import RunError
 from nncli.job import TrainingJob, build_optimizer, prepare
 from nncli.losses import LOSSES
 from nncli.runs import CHECKPOINT, LOCK, SPLITS, SUMMARY, RunDir, load_run
-from nncli.train import EpochRecord, FitOptions, Trainer
+from nncli.trainer import EpochRecord, FitOptions, Trainer
 
 # ----------------------------------------------------------------------------- data and configs
 

@@ -36,7 +36,7 @@ from nncli.optim import OPTIMIZERS
 from nncli.runs import CHECKPOINT
 from nncli.schedules import SCHEDULES, make_schedule
 from nncli.tasks import TASKS
-from nncli.train import EarlyStopping, EpochRecord, FitOptions, Trainer, clip_grad_norm
+from nncli.trainer import EarlyStopping, EpochRecord, FitOptions, Trainer, clip_grad_norm
 from test_interrupts import LONG_EPOCHS, _train_library, interrupt_training, stop_twice_and_resume
 from test_new_optimizers import assert_identical_run
 

@@ -22,7 +22,7 @@ from nncli.losses import LOSSES
 from nncli.model import MLP
 from nncli.optim import OPTIMIZERS
 from nncli.tasks import TASKS
-from nncli.train import EarlyStopping, FitOptions, Trainer, _all_finite, evaluate
+from nncli.trainer import EarlyStopping, FitOptions, Trainer, _all_finite, evaluate
 
 XOR_X = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
 XOR_Y = np.array([[0.0], [1.0], [1.0], [0.0]])
