@@ -149,6 +149,7 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (run_dir and summary) on stdout."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip loss.png, decision_boundary.png, fit.png (and training.gif)."),
     animate: bool = typer.Option(False, "--animate", help="Write training.gif (train.snapshots: 40 unless the config sets it)."),
+    track: Optional[str] = typer.Option(None, "--track", metavar="mlflow|none", help="Also log the finished run to MLflow (needs nncli[mlflow]; URI and experiment: the config's track.mlflow, else MLflow's defaults); none: not even if the config has a track section."),
 ):
     """Train the network a config describes and write runs/<id>/.
 
@@ -157,9 +158,16 @@ def train(
     --resume RUN_DIR continues it bit for bit.
     """
     from . import view
+    from . import tracking
     from .errors import Interrupted, JobFailed
 
+    tracking.target(track, None)  # an unknown --track, or MLflow missing: refused before the data are read
+    if track == "mlflow":
+        tracking.require_mlflow("nncli train --track mlflow")
     job = _training_job(config, set_, name, runs_dir, resume, quiet)
+    tracked = tracking.target(track, job.cfg)
+    if tracked is not None:
+        tracking.require_mlflow("the config's track.mlflow section" if track is None else "nncli train --track mlflow")
     if animate and not job.cfg.train.snapshots:  # before start(): the run's config.yaml records it
         from .animate import DEFAULT
         from .memory import check_training_memory
@@ -191,6 +199,13 @@ def train(
             for w in job.warnings[n_warn:]:
                 view.warning(w)
             view.summary_table(summary, str(run_dir), [r.loss for r in job.result.history])
+        if tracked is not None:  # from the complete run directory; never changes the run or the exit status
+            with view.status(f"logging {run_dir} to MLflow" if not quiet else ""):
+                run_id, notes = tracking.log_run(tracked, run_dir)
+            for w in notes:  # shown even with --quiet: something asked for was not done
+                view.warning(w)
+            if run_id is not None and not quiet:
+                view.info(f"logged to MLflow ({tracking.shown_uri(tracked.resolved)}): experiment {tracked.experiment}, run {run_id}")
         _print_result(json.dumps({"run_dir": str(run_dir), **summary}, ensure_ascii=False) if as_json else str(run_dir))
         process.result_out()  # the run is complete (or checkpointed): a signal from here on changes nothing
     if summary["status"] == "diverged":
@@ -461,6 +476,7 @@ def sweep(
     address: Optional[str] = typer.Option(None, "--address", help="The Ray cluster to join (--executor ray), e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a local Ray started for the sweep)."),
     retries: int = typer.Option(2, "--retries", help="Times a Ray task whose worker or node died is retried before the run counts as failed (--executor ray)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="An Optuna storage URL (e.g. sqlite:///study.db): the study is kept there, so rerunning the command continues it and several machines share it (nncli[optuna])."),
+    track: Optional[str] = typer.Option(None, "--track", metavar="mlflow|none", help="Log the sweep to MLflow: one parent run, each point a child run as it finishes (needs nncli[mlflow]; URI and experiment: the base config's track.mlflow, else MLflow's defaults and the sweep's name); none: not even if the base config has a track section."),
     wide: bool = typer.Option(False, "--wide", help="On a terminal, show every column whole whatever its width (it may wrap); by default a table too wide leaves out its least useful columns and says which."),
 ):
     """Train one run per sweep point, N at a time, then print the ranked table.
@@ -470,7 +486,7 @@ def sweep(
     and keeps finished runs. Exit 0 if every run completed (or was pruned), 1 if any failed,
     130 if interrupted.
     """
-    from . import view
+    from . import tracking, view
     from .errors import ConfigError
     from .executors import make_executor
     from .sweep import Sweep
@@ -479,9 +495,16 @@ def sweep(
         raise ConfigError("--jobs must be at least 1")
     if retries < 0:
         raise ConfigError("--retries must be at least 0")
-    executor = make_executor(executor_kind, jobs, address=address, retries=retries)  # a missing extra: before anything is written
+    tracked = tracking.sweep_target(track, sweep_file)  # --track, or the base config's track section
+    if tracked is not None:
+        tracking.require_mlflow("nncli sweep --track mlflow" if track else "the base config's track.mlflow section")
+    with tracking.points_untracked():  # the sweep logs its points itself: their own nncli train does not
+        executor = make_executor(executor_kind, jobs, address=address, retries=retries)  # a missing extra: before anything is written
     sw = Sweep.create(sweep_file, runs_dir, storage=storage, reports=executor.reports)
     view.info(f"sweep {sw.dir}: {sw.total} runs, {jobs} at a time")
+    sweep_log = tracking.SweepTracker(tracked, sw.dir, tracking.sweep_params(sw.spec)) if tracked is not None else None
+    for w in sweep_log.start() if sweep_log is not None else []:  # the parent run
+        view.warning(w)
     finished = [0]
     if sw.study is not None and sw.study.done_before:
         finished[0] = sw.study.done_before
@@ -492,10 +515,15 @@ def sweep(
         finished[0] += 1
         params = " ".join(f"{k}={json.dumps(v)}" for k, v in t.params.items())
         view.info(f"[{finished[0]}/{sw.total}] {params}: {status}")
+        for w in sweep_log.point(t) if sweep_log is not None else []:  # a child run, from its run directory
+            view.warning(w)
 
-    with _signals_call(executor.stop):
+    with _signals_call(executor.stop), tracking.points_untracked():
         sw.run(executor, done)
     df, metric, notes = sw.results()
+    if sweep_log is not None:  # the parent's end: sweep.yaml, results.csv, status
+        for w in sweep_log.finish("interrupted" if sw.stopped else "failed" if sw.failed else "completed"):
+            view.warning(w)
     for note in notes:
         view.warning(note)
     with _stdout():

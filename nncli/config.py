@@ -382,6 +382,27 @@ def _hyper_field(h: Hyper):
     return (float, Field(h.default, description=h.doc, **bounds))
 
 
+class MlflowTrack(_Section):
+    uri: Optional[str] = Field(None, description="MLflow tracking URI, e.g. sqlite:///mlflow.db or http://host:5000 (default: "
+                               "MLFLOW_TRACKING_URI, else MLflow's own default sqlite:///mlflow.db in the current directory)")
+    experiment: Optional[str] = Field(None, description="MLflow experiment (default: the config's name; a sweep's: the sweep's name)")
+
+
+class TrackConfig(_Section):
+    """track: where finished runs are also logged (nncli.tracking); not part of what a run computes."""
+
+    mlflow: Optional[MlflowTrack] = Field(None, description="log each finished run to MLflow (the nncli[mlflow] extra)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data):
+        if data == "mlflow":  # track: mlflow
+            return {"mlflow": {}}
+        if isinstance(data, dict) and "mlflow" in data and data["mlflow"] is None:  # track: {mlflow: }
+            return {**data, "mlflow": {}}
+        return data
+
+
 class Config(_Section):
     name: Optional[str] = Field(None, description="run name (letters, digits, . _ -); default: the config file's stem")
     seed: int = Field(0, ge=0, description="seeds the one random generator: init, splits, shuffling")
@@ -389,6 +410,7 @@ class Config(_Section):
     model: ModelConfig
     loss: Optional[str] = Field(None, description="bce, cross_entropy or mse; default: inferred from the training target (nncli.infer)")
     train: _TrainCore  # validated as schema()'s train section: these keys plus every optimizer's hyperparameters
+    track: Optional[TrackConfig] = Field(None, description="also log each finished run to a tracker: track: {mlflow: {uri: ..., experiment: ...}}")
     _loss_note: Optional[str] = PrivateAttr(None)  # how an omitted loss was inferred (nncli.infer.resolve_loss)
 
     @field_validator("name")
@@ -455,7 +477,10 @@ class Config(_Section):
         return out
 
     def to_dict(self) -> dict:
-        return self.model_dump(mode="json")
+        d = self.model_dump(mode="json")
+        if d.get("track") is None:  # no track section: config.yaml stays as it was before there was one
+            d.pop("track", None)
+        return d
 
 
 def _train_section(hypers: dict[str, Hyper]) -> type[_TrainCore]:
