@@ -37,7 +37,8 @@ _FRAME = "DataFrame"  # how a DataFrame input is named in messages
 
 
 def train(config: Union[PathLike, Mapping], overrides: Union[Mapping, list, tuple, None] = None,
-          runs_dir: PathLike = "runs", name: Optional[str] = None, plots: bool = False) -> "Run":
+          runs_dir: PathLike = "runs", name: Optional[str] = None, plots: bool = False,
+          track: Optional[str] = None) -> "Run":
     """Train the network ``config`` describes, as ``nncli train`` does, and return its :class:`Run`.
 
     ``config``: a YAML file's path, or a dict of the same keys (its relative paths resolve
@@ -46,6 +47,9 @@ def train(config: Union[PathLike, Mapping], overrides: Union[Mapping, list, tupl
     ``"train.lr=0.1"`` strings as ``--set`` takes (values read as YAML). ``name``: the run
     name (default: the config's ``name``, else the file's stem, else ``run``). ``plots``:
     draw loss.png and the other pictures (off by default: matplotlib costs seconds).
+    ``track``: "mlflow" logs the finished run to MLflow as ``--track mlflow`` does, "none"
+    does not even if the config has a ``track`` section, None follows that section; what
+    could not be logged is in ``run.warnings`` (tracking never fails a run).
 
     Silent. Raises ConfigError / DataError before anything is written, RunError if the run
     cannot be written (the error says what was kept). A run that diverged is returned like
@@ -56,7 +60,12 @@ def train(config: Union[PathLike, Mapping], overrides: Union[Mapping, list, tupl
     from .job import TrainingJob
     from .runs import RunDir
 
+    from . import tracking
+
     cfg = _config(config, overrides, name)
+    tracked = tracking.target(track, cfg)
+    if tracked is not None:  # a missing extra: ConfigError before anything is trained
+        tracking.require_mlflow("nncli.train(track='mlflow')" if track else "the config's track.mlflow section")
     job = TrainingJob(cfg, runs_dir)
     if isinstance(config, (str, os.PathLike)):  # a run's own config.yaml: say if its data changed since (as the CLI does)
         job.warnings += [f"{c}: the result will not reproduce that run"
@@ -69,6 +78,9 @@ def train(config: Union[PathLike, Mapping], overrides: Union[Mapping, list, tupl
         raise KeyboardInterrupt(what)
     run = load_run(job.run_dir)
     run.warnings = list(job.warnings)
+    if tracked is not None:  # from the complete run directory, as nncli train logs it
+        _, notes = tracking.log_run(tracked, job.run_dir)
+        run.warnings += notes
     return run
 
 

@@ -454,3 +454,21 @@ def test_a_sweep_without_mlflow_is_refused_before_its_directory_exists(workdir, 
     assert r.rc == 2 and len(r.lines) == 1, r.show()
     assert r.lines[0] == "nncli: error: nncli sweep --track mlflow needs MLflow: pip install 'nncli[mlflow]'", r.show()
     assert not (workdir / "runs").exists()
+
+
+def test_the_library_api_follows_the_config_section_and_its_track_argument(workdir, store, capfd):
+    """nncli.train logs as nncli train does (the config's track section, or track='mlflow'),
+    track='none' skips it, and nothing is printed (what could not be logged is a warning in
+    run.warnings)."""
+    import nncli
+
+    cfg = xor_config(workdir, "xor-api", uri=store, experiment="api")
+    with chdir(workdir):
+        run = nncli.train(cfg)
+        skipped = nncli.train(cfg, track="none")
+        dead = nncli.train(cfg, {"track.mlflow.uri": f"http://127.0.0.1:{free_port()}"})
+    (logged,) = runs_of(store, "api")
+    assert logged.data.tags["nncli.run_dir"] == str((workdir / run.path).resolve())
+    assert logged.data.params["train.lr"] == "0.5" and run.warnings == [] and skipped.warnings == []
+    assert dead.status == "completed" and any("MLflow" in w for w in dead.warnings), dead.warnings
+    assert capfd.readouterr() == ("", "")
