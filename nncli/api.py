@@ -360,11 +360,6 @@ def _csv_bytes(df) -> bytes:
 
 def _sep(sep: Optional[str]) -> Optional[str]:
     """``sep`` checked as --sep is."""
-    if sep is None:
-        return None
-    from .formats import check_sep
+    from .formats import sep_option
 
-    try:
-        return check_sep(sep)
-    except ValueError as e:
-        raise ConfigError(f"sep: {e}") from None
+    return sep_option(sep, "sep")

@@ -404,15 +404,9 @@ def predict(
 
 def _sep_option(value: Optional[str]) -> Optional[str]:
     """--sep checked as data.sep is ('tab' or '\\t' for a tab)."""
-    from .errors import ConfigError
-    from .formats import check_sep
+    from .formats import sep_option
 
-    if value is None:
-        return None
-    try:
-        return check_sep(value)
-    except ValueError as e:
-        raise ConfigError(f"--sep: {e}") from None
+    return sep_option(value, "--sep")
 
 
 @app.command()

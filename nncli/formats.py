@@ -108,6 +108,19 @@ def default_sep(path) -> str:
     return "\t" if format_suffix(path) in TAB_SUFFIXES else ","
 
 
+def sep_option(value, what: str = "--sep"):
+    """``value`` (None: not given) checked as :func:`check_sep` checks it; a bad one is a
+    ConfigError naming ``what`` (--sep, the API's sep=)."""
+    if value is None:
+        return None
+    from .errors import ConfigError
+
+    try:
+        return check_sep(value)
+    except ValueError as e:
+        raise ConfigError(f"{what}: {e}") from None
+
+
 def check_sep(value) -> str:
     """A separator as given in data.sep or --sep: one character ('tab' or '\\t' for a tab).
 
