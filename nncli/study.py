@@ -36,6 +36,8 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+import numpy as np
+
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -131,12 +133,8 @@ class Study:
         self.dists = {k: _distribution(optuna, kind, args) for k, (kind, args) in self.space.items()}
         method = spec.search.method if spec.search is not None else "grid"
         seed = spec.search.seed if spec.search is not None else 0
-        if method == "grid":
-            sampler = _grid_sampler(optuna, {k: [_encode(c) for c in args] for k, (_, args) in self.space.items()}, seed)
-        elif method == "random":
-            sampler = optuna.samplers.RandomSampler(seed=seed)
-        else:
-            sampler = optuna.samplers.TPESampler(seed=seed)
+        sampler = make_sampler(optuna, method, seed,
+                               {k: [_encode(c) for c in args] for k, (_, args) in self.space.items()})
         self.budget = budget(spec, len(points))
         self.prunes = spec.prune is not None
         self.every = 1  # the epochs between reports (nncli.sweep.report_every sets it)
@@ -325,15 +323,39 @@ class Study:
             self.study.tell(trial, v)
 
 
-def _grid_sampler(optuna, space: dict, seed: int):
-    """Optuna's GridSampler, without its study.stop() once the grid is covered (which only an
-    objective function run by study.optimize may call): the budget ends an nncli study."""
+def make_sampler(optuna, method: str, seed: int, grid_space: Optional[dict] = None):
+    """Optuna's sampler of ``method`` (grid, random, tpe) with ``seed``, which does not repeat
+    the points of trials it did not make itself.
 
-    class Grid(optuna.samplers.GridSampler):
-        def after_trial(self, study, trial, state, values) -> None:
-            pass
+    A seeded Optuna sampler draws the same sequence in every process that creates it: a
+    rerun that continues a study, or a second machine sharing it, would propose again the
+    very points the first one tried (Optuna's random start-up trials, and so TPE's). So
+    whenever a trial's number is not the one after this sampler's previous trial (trials of
+    an earlier invocation or of another process came before), its generators are reseeded
+    from (seed, trial number): still deterministic, and a study that one process runs from
+    start to end draws exactly what Optuna's own sampler with that seed draws. The grid
+    sampler does not stop the study once the grid is covered (study.stop() may only be called
+    inside study.optimize): the budget ends an nncli study."""
+    base = {"grid": optuna.samplers.GridSampler, "random": optuna.samplers.RandomSampler,
+            "tpe": optuna.samplers.TPESampler}[method]
 
-    return Grid(space, seed=seed)
+    class Sampler(base):
+        _next_number = 0  # the number this sampler's next trial has when no one else asked in between
+
+        def before_trial(self, study, trial) -> None:
+            if trial.number != self._next_number:
+                state = int(np.random.SeedSequence([seed, trial.number]).generate_state(1)[0])
+                for s in (self, getattr(self, "_random_sampler", None)):  # TPE's start-up draws come from its own RandomSampler
+                    if s is not None and hasattr(s, "_rng"):
+                        s._rng.rng.seed(state)
+            self._next_number = trial.number + 1
+            super().before_trial(study, trial)
+
+        if method == "grid":
+            def after_trial(self, study, trial, state, values) -> None:
+                pass
+
+    return Sampler(grid_space, seed=seed) if method == "grid" else Sampler(seed=seed)
 
 
 def final_value(summary: dict, metric: str) -> Optional[float]:

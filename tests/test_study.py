@@ -12,6 +12,7 @@ sharing one SQLite study, are run for real.
 from __future__ import annotations
 
 import itertools
+import math
 import json
 import signal
 import socket
@@ -502,3 +503,33 @@ def test_prune_every_reports_every_kth_epoch_only(work, every, epochs, expected)
         steps = sorted(t.intermediate_values)
         assert steps == [e - 1 for e in range(expected, s_["epochs_run"] + 1, expected)], (t.number, steps)
         assert s_["epochs_run"] % expected == 0 or s_["status"] == "completed"
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_a_sampler_continuing_a_study_does_not_repeat_its_points(method):
+    """A seeded Optuna sampler created again (a rerun continuing a study, a second process
+    sharing it) would draw the same sequence and propose the points already tried: nncli's
+    sampler reseeds from (seed, trial number) when trials it did not make came before. One
+    process running a study from start to end draws exactly what Optuna's own sampler does."""
+    from nncli.study import make_sampler
+
+    dist = {"train.lr": optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)}
+
+    def run(study, n):
+        out = []
+        for _ in range(n):
+            t = study.ask(dist)
+            out.append(t.params["train.lr"])
+            study.tell(t, math.log(t.params["train.lr"]) ** 2)
+        return out
+
+    plain = optuna.create_study(sampler=(optuna.samplers.RandomSampler if method == "random" else optuna.samplers.TPESampler)(seed=5))
+    whole = optuna.create_study(sampler=make_sampler(optuna, method, 5))
+    assert run(whole, 12) == run(plain, 12)  # uninterrupted: Optuna's own draws
+    first = optuna.create_study(sampler=make_sampler(optuna, method, 5))
+    before = run(first, 6)
+    again = optuna.create_study(storage=first._storage, study_name=first.study_name, load_if_exists=True,
+                                sampler=make_sampler(optuna, method, 5))
+    after = run(again, 6)  # the rerun: same seed, 6 trials already in the study
+    assert not set(after) & set(before), (before, after)
+    assert before == run(optuna.create_study(sampler=make_sampler(optuna, method, 5)), 6)
