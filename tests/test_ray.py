@@ -341,3 +341,37 @@ def test_without_an_address_a_local_ray_runs_the_sweep_and_is_shut_down(ray_work
         except OSError:
             pass
     assert not left, f"processes of the sweep's own Ray still run: {left}"
+
+
+def test_a_study_with_median_pruning_runs_on_ray(ray_work, ray_cluster):
+    """search + prune on the Ray executor: the per-epoch reports reach the driver's study,
+    which prunes exactly where the median rule says (computed in tests/test_study.py from
+    the values reported), and the pruned points' run directories, written back by the driver,
+    say so."""
+    optuna = pytest.importorskip("optuna")
+    from test_study import median_rule
+
+    write_yaml(ray_work / "st.yaml", {
+        "base": XOR, "name": "st", "metric": "loss", "search": {"method": "grid", "seed": 1},
+        "grid": {"train.lr": [0.5, 1.0e-6, 0.3, 2.0e-6, 0.4], "train.epochs": [30]},
+        "prune": {"method": "median", "warmup_epochs": 3, "startup_trials": 1, "every": 1}})
+    rc, out, err = sweep_cli("st.yaml", "--executor", "ray", "--jobs", "1", "--address", ray_cluster.address,
+                             "--storage", "sqlite:///st.db", cwd=ray_work, cluster=ray_cluster)
+    assert rc == 0, (out, err)
+    only_nncli_lines(err)
+    study = optuna.load_study(study_name="st", storage="sqlite:///" + str(ray_work / "st.db"))
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert len(trials) == 5
+    expected = median_rule(trials, warmup=3, startup=1, minimize=True)
+    runs = point_runs(sweep_dir(ray_work))
+    pruned = []
+    for t in trials:
+        s = summary(runs[f"st-{t.number + 1:03d}"])
+        if expected[t.number] is None:
+            assert t.state.name == "COMPLETE" and s["status"] == "completed" and s["epochs_run"] == 30, t
+        else:
+            assert t.state.name == "PRUNED" and s["status"] == "pruned", t
+            assert s["epochs_run"] == expected[t.number] + 1 == len(t.intermediate_values)
+            pruned.append(t.params["train.lr"])
+    assert pruned and all(lr < 1e-5 for lr in pruned), pruned
+    no_leftovers(sweep_dir(ray_work))
