@@ -538,7 +538,7 @@ def sweep(
 def cv(
     config: Path = typer.Argument(..., help="YAML experiment config, e.g. configs/iris.yaml", show_default=False),
     folds: int = typer.Option(5, "--folds", "-k", help="Number of folds K (at least 2)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Folds trained at the same time, each in its own process."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Folds trained at the same time (long-lived worker processes, as a sweep's)."),
     set_: Optional[List[str]] = SetOpt,
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the fold assignment (default: the config's seed; training keeps the config's seed)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the cv directory is created."),
