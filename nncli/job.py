@@ -89,16 +89,21 @@ def prepare(cfg: Config) -> tuple[Dataset, MLP, np.random.Generator, Config]:
     return data, model, rng, resolved
 
 
-def divergence_hint(cfg: Config) -> str:
+#: how divergence_hint names what to try (nncli.sklearn names them as its parameters)
+HINTS = {"lr": "a lower learning rate (train.lr)", "standardize": "standardised inputs (data.standardize: true)",
+         "standardize_target": "standardised targets (data.standardize_target: true)"}
+
+
+def divergence_hint(cfg: Config, names: dict = HINTS) -> str:
     """What to try after a divergence: a lower learning rate, and the scalings that are off
     (never one that is already on)."""
     from .preprocess import target_scaling_can_apply
 
-    tries = ["a lower learning rate (train.lr)"]
+    tries = [names["lr"]]
     if not cfg.data.standardize:
-        tries.append("standardised inputs (data.standardize: true)")
+        tries.append(names["standardize"])
     if target_scaling_can_apply(cfg) and not cfg.data.standardize_target:
-        tries.append("standardised targets (data.standardize_target: true)")
+        tries.append(names["standardize_target"])
     return "Try " + " or ".join(tries)
 
 

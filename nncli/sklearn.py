@@ -140,14 +140,10 @@ class _NNBase(BaseEstimator):
 
     def _divergence_hint(self, cfg) -> str:
         """nncli.job.divergence_hint in parameter names: a lower lr, and the scalings that are off."""
-        from .preprocess import target_scaling_can_apply
+        from .job import divergence_hint
 
-        tries = ["a lower learning rate (lr)"]
-        if not cfg.data.standardize:
-            tries.append("standardize=True")
-        if target_scaling_can_apply(cfg) and not cfg.data.standardize_target:
-            tries.append("standardize_target=True")
-        return "Try " + " or ".join(tries)
+        return divergence_hint(cfg, {"lr": "a lower learning rate (lr)", "standardize": "standardize=True",
+                                     "standardize_target": "standardize_target=True"})
 
     def _uses_val(self) -> bool:
         """Whether training holds out val_split of the rows: early stopping on a val_ metric."""
