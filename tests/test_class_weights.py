@@ -21,7 +21,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
+
+try:  # the reference of the torch test below (the bench extra); the other tests need no torch
+    import torch
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (pip install -e '.[bench]')")
 from sklearn.utils.class_weight import compute_class_weight
 
 from helpers import NO_PLOTS, config_dict, nn, random_mlp, strict_json, write_regression_csv, write_rows, write_yaml
@@ -93,6 +98,7 @@ def _torch_weighted(model, X, codes, loss_name, w):
     return float(E.detach()), [g.grad.numpy() for pair in zip(Ws, bs) for g in pair], float(torch_own.detach()), float(wt[t].sum())
 
 
+@needs_torch
 @pytest.mark.parametrize("loss_name,output,k,w", [
     ("bce", "sigmoid", 1, [0.3, 2.5]),
     ("cross_entropy", "softmax", 3, [1.0, 4.0, 0.25]),

@@ -19,7 +19,12 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
+
+try:  # the reference of the torch test below (the bench extra); the other tests need no torch
+    import torch
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (pip install -e '.[bench]')")
 
 from helpers import (NO_PLOTS, nn, only_run, random_mlp, strict_json, summary, write_classes_csv,
                      write_yaml, config_dict)
@@ -32,8 +37,8 @@ from nncli.trainer import evaluate
 from test_interrupts import _train_library, interrupt_training, stop_twice_and_resume
 from test_new_optimizers import assert_identical_run
 
-TORCH_ACT = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda z: z,
-             "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01)}
+TORCH_ACT = {"tanh": lambda z: torch.tanh(z), "sigmoid": lambda z: torch.sigmoid(z), "relu": lambda z: torch.relu(z),
+             "identity": lambda z: z, "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01)}
 
 
 def _torch_masked(model, X, Y, loss_name, masks):
@@ -66,6 +71,7 @@ CASES = [  # loss, output, sizes, hidden activations, rates
 ]
 
 
+@needs_torch
 @pytest.mark.parametrize("loss_name,output,sizes,hidden,rates", CASES)
 def test_forward_and_backward_with_a_fixed_mask_match_torch(loss_name, output, sizes, hidden, rates):
     rng = np.random.default_rng(3)
