@@ -169,12 +169,18 @@ def _checked_table(header: list[str], source: str, sep: str, str_columns, requir
     df = read(dtype)
     if len(df) == 0:
         raise DataError(f"{source}: has a header but no data rows")
+    tokens = numeric_tokens(na_values)
     for c in df.columns:
         col = df[c]
         if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-            df[c] = col.where(~col.isin(MISSING + list(na_values)))
-        elif na_values and not pd.api.types.is_bool_dtype(col):
-            df[c] = col.where(~col.isin(numeric_tokens(na_values)))  # e.g. -999 in a numeric column
+            col = col.where(~col.isin(MISSING + list(na_values)))
+            if tokens and c not in dtype:  # text only for its blank cells, all others numbers: -1.0 is "-1" too
+                num = pd.to_numeric(col, errors="coerce")
+                if num.notna().sum() == col.notna().sum():
+                    col = col.where(~num.isin(tokens))
+            df[c] = col
+        elif tokens and not pd.api.types.is_bool_dtype(col):
+            df[c] = col.where(~col.isin(tokens))  # e.g. -999 in a numeric column
     return df
 
 

@@ -291,6 +291,23 @@ def _prediction_columns(prep, table, proba: bool) -> list[str]:
     return new_cols
 
 
+def _missing_as_nan(prep, feats):
+    """The feature cells (text, as predict reads them) with the missing ones as NaN, as
+    training's reader (csvio.read_csv) decides: csvio.MISSING and data.na_values as text, and
+    in a numeric column also a cell whose number is a number of data.na_values (-1.0 for
+    "-1"), which training reads as a number."""
+    import pandas as pd
+
+    from .csvio import numeric_tokens
+
+    feats = feats.where(~feats.isin(MISSING + list(prep.na_values)))
+    tokens = numeric_tokens(prep.na_values)
+    if tokens:
+        for c in (c for c in prep.features if c not in prep.categories):
+            feats[c] = feats[c].where(~pd.to_numeric(feats[c], errors="coerce").isin(tokens))
+    return feats
+
+
 def _write_predictions(run: Run, table, new_cols, out, chunk_rows, notes=None) -> int:
     """Stream ``table``'s rows to the sink ``out`` with the predictions appended, chunk by chunk."""
     header, source = table.header, table.source
@@ -302,7 +319,7 @@ def _write_predictions(run: Run, table, new_cols, out, chunk_rows, notes=None) -
     for chunk in table.chunks(chunk_rows):
         if len(chunk) == 0:
             continue
-        feats = chunk[prep.features].where(~chunk[prep.features].isin(MISSING + list(prep.na_values)))
+        feats = _missing_as_nan(prep, chunk[prep.features])
         kw = dict(source=source, offset=written, fix=run_missing_fix(prep))
         if skip_invalid:
             A, errors = _predict_skipping(prep, model, feats, unseen, **kw)

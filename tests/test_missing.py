@@ -528,6 +528,9 @@ def test_a_numeric_na_value_matches_numbers_and_text_alike(tmp_path):
     df = read_csv(tmp_path / "t.csv", "data.train", na_values=["-999"])
     assert df["a"].isna().tolist() == [False, True, False]  # a numeric column: -999 as a number
     assert df["b"].isna().tolist() == [True, False, False]  # a text column: the token as written ('-999.0' is text)
+    # a column of numbers that pandas reads as text only for a blank cell: numbers, as a numeric column's
+    write_rows(tmp_path / "b.csv", ["a", "y"], [["", "1"], ["-999.0", "2"], ["-999", "3"], ["4", "4"]])
+    assert read_csv(tmp_path / "b.csv", "data.train", na_values=["-999"])["a"].isna().tolist() == [True, True, True, False]
 
 
 @pytest.fixture(scope="module")
@@ -567,3 +570,31 @@ def test_predict_fills_any_missing_token_with_the_training_values(impute_run, ga
             out[name] = pd.read_csv(Path(d) / f"{name}.out.csv", dtype=str, keep_default_na=False)
     assert out["gappy"][cols].values.tolist() == gappy  # the input cells pass through as written
     assert out["gappy"]["proba_yes"].tolist() == out["filled"]["proba_yes"].tolist()
+
+
+def test_predict_reads_a_numeric_na_value_as_training_does(tmp_path):
+    """data.na_values: ["-1"]: training (and eval) read a numeric column as numbers, so -1,
+    -1.0 and -1e0 are all missing there; predict reads cells as text and must decide the
+    same (it used to take "-1.0" for the number -1.0). Each spelling predicts as the empty
+    cell does (imputed), and a number near it (-1.5) does not."""
+    rng = np.random.default_rng(0)
+    rows = [[f"{x:.3f}", "-1" if i % 7 == 0 else f"{v:.3f}", "yes" if x + v > 0 else "no"]
+            for i, (x, v) in enumerate(rng.normal(size=(60, 2)))]
+    write_rows(tmp_path / "t.csv", ["x", "v", "label"], rows)
+    (tmp_path / "c.yaml").write_text(
+        "data: {train: t.csv, target: label, missing: impute, na_values: ['-1']}\n"
+        "model: {layers: [auto, 4, auto], activation: tanh}\ntrain: {epochs: 5}\n", encoding="utf-8")
+    r = nn("train", "c.yaml", *NO_PLOTS, cwd=tmp_path)
+    run = one_run_dir(r, tmp_path)
+    write_rows(tmp_path / "new.csv", ["x", "v"], [["0.3", s] for s in ("", "-1", "-1.0", "-1e0", "-1.5")])
+    p = nn("predict", run, "new.csv", cwd=tmp_path)
+    assert p.rc == 0, p.show()
+    out = pd.read_csv(__import__("io").StringIO(p.text), dtype=str)
+    probs = out["proba_yes"].astype(float).tolist()
+    assert probs[1] == probs[2] == probs[3] == probs[0], probs  # all missing: imputed alike
+    assert probs[4] != probs[0]
+    # eval reads the same cells with training's reader: its log-loss on them is predict's probability's
+    write_rows(tmp_path / "lab.csv", ["x", "v", "label"], [["0.3", s, "yes"] for s in ("", "-1.0")])
+    ev = nn("eval", run, "--data", "lab.csv", "--json", "--no-plots", cwd=tmp_path)
+    assert ev.rc == 0, ev.show()
+    assert json.loads(ev.text)["log_loss"] == pytest.approx(-np.log(probs[2]), rel=1e-5)
