@@ -21,8 +21,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -115,6 +117,26 @@ def start_cli(*args, cwd, env: dict | None = None, **popen_kw) -> subprocess.Pop
     popen_kw.setdefault("stdout", subprocess.PIPE)
     popen_kw.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], cwd=str(cwd), env=cli_env(env), **popen_kw)
+
+
+def signal_when(proc: subprocess.Popen, ready, what: str, timeout: float = 120, settle: float = 0.0,
+                sig=signal.SIGINT, poll: float = 0.02) -> Res:
+    """Wait until ``ready()`` (failing if ``proc`` ends first or ``timeout`` seconds pass:
+    ``what`` did not happen), wait ``settle`` seconds more, send ``sig``, and collect the
+    process's end; it is killed (by its PID) if it has not ended within two minutes."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, f"{what} did not happen"
+            time.sleep(poll)
+        time.sleep(settle)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return Res(proc.returncode, out, err.decode("utf-8", "replace"))
 
 
 def cli_many(jobs, timeout: float = 180) -> list[Res]:

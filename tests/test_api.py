@@ -9,18 +9,16 @@ import doctest
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import (REPO, assert_same_run, chdir, cli, cli_env, config_dict, my_forward, nn, only_run,
+from helpers import (REPO, signal_when, assert_same_run, chdir, cli, cli_env, config_dict, my_forward, nn, only_run,
                      read_text_csv, write_regression_csv, write_rows, write_yaml)
 
 import nncli
@@ -382,19 +380,9 @@ def test_ctrl_c_checkpoints_the_run_then_raises_keyboard_interrupt(workdir):
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=workdir, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while not ((workdir / "r").is_dir() and any((workdir / "r").iterdir())
-                   and any((d / "metrics.csv").exists() for d in (workdir / "r").iterdir())):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.02)
-        time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        o, e = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0 and o == b"" and e == b"", (proc.returncode, o, e)
+    r = signal_when(proc, lambda: (workdir / "r").is_dir() and any((d / "metrics.csv").exists() for d in (workdir / "r").iterdir()),
+                    "training under way", timeout=60, settle=0.2)
+    assert r.rc == 0 and r.out == b"" and r.err == "", r.show()
     out = json.loads((workdir / "out.json").read_text(encoding="utf-8"))
     (run,) = list((workdir / "r").iterdir())
     assert out["raised"] and "checkpoint saved" in out["raised"] and f"nncli train --resume r/{run.name}" in out["raised"]

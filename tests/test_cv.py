@@ -15,15 +15,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from helpers import (REPO, Res, add_blobs, assert_same_run, assert_usage_error, chdir, nn, read_text_csv,
+from helpers import (REPO, Res, signal_when, add_blobs, assert_same_run, assert_usage_error, chdir, nn, read_text_csv,
                      start_cli, summary, write_regression_csv)
 from nncli.cv import CV_FILE, CrossValidation, plain_folds, stratified_folds
 from nncli.executors import Executor
@@ -384,22 +382,8 @@ def test_interrupt_keeps_finished_folds_and_exits_130(blobs):
     fold 2 checkpoints (and resumes as any run does), folds 3 and 4 never start, results.csv
     is written with the completed fold's mean, exit 130."""
     p = start_cli("cv", BLOBS, "--folds", "4", "--set", "train.epochs=6000", cwd=blobs)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert p.poll() is None and time.monotonic() < deadline, "fold 2 did not start"
-            done = [s for s in blobs.glob("runs/*/*-fold-1-*/summary.json")]
-            if done and list(blobs.glob("runs/*/*-fold-2-*/config.yaml")):
-                break
-            time.sleep(0.02)
-        time.sleep(0.2)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=120)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-    r = Res(p.returncode, out, err.decode("utf-8", "replace"))
+    r = signal_when(p, lambda: list(blobs.glob("runs/*/*-fold-1-*/summary.json")) and list(blobs.glob("runs/*/*-fold-2-*/config.yaml")),
+                    "fold 2 starting", settle=0.2)
     assert r.rc == 130, r.show()
     assert r.err_lines[-1].startswith("nncli: error: cv interrupted; finished folds are kept in"), r.show()
     assert "Traceback" not in r.err

@@ -17,10 +17,8 @@ import itertools
 import json
 import math
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ import yaml
 
 import nncli.executors
 import nncli.workers
-from helpers import (Res, add_blobs, assert_usage_error, chdir, nn, npz_arrays, read_text_csv, setup_workdir, start_cli,
+from helpers import (Res, signal_when, add_blobs, assert_usage_error, chdir, nn, npz_arrays, read_text_csv, setup_workdir, start_cli,
                      summary, tmp_leftovers, write_yaml, xor_yaml)
 from nncli.errors import ConfigError
 from nncli.pointrun import Point
@@ -519,20 +517,9 @@ def test_sweep_interrupted_stops_its_workers_keeps_their_runs_and_exits_130(work
     (workdir / "long.yaml").write_text(
         "base: configs/xor.yaml\ngrid:\n  train.lr: [0.1, 0.2, 0.3]\n  train.epochs: [10000000]\n", encoding="utf-8")
     p = start_cli("sweep", "long.yaml", "--jobs", "2", cwd=workdir)
-    try:
-        # a worker installs its signal handler before it creates its run directory
-        deadline = time.monotonic() + 120
-        while len(list((workdir / "runs").glob("*/*/config.yaml"))) < 2:
-            assert p.poll() is None and time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.05)
-        time.sleep(0.5)  # let them train some epochs
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=120)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-    r = Res(p.returncode, out, err.decode("utf-8", "replace"))
+    # a worker installs its signal handler before it creates its run directory; then let them train some epochs
+    r = signal_when(p, lambda: len(list((workdir / "runs").glob("*/*/config.yaml"))) >= 2, "the workers starting",
+                    settle=0.5, poll=0.05)
     assert r.rc == 130, r.show()
     sd = _sweep_dir(r, workdir)
     runs = sorted(q for q in sd.iterdir() if q.is_dir())
