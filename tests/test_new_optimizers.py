@@ -133,19 +133,21 @@ def _long_config(base: Path, name: str) -> str:
     return "long.yaml"
 
 
-@pytest.mark.parametrize("name", NEW)
-def test_sigint_then_resume_matches_the_uninterrupted_run(tmp_path, name):
+def interrupted_beside_reference(tmp_path: Path, make_config) -> tuple[Path, Path, Path]:
+    """(the reference run of ``make_config(dir)``'s config, trained to the end; the same
+    config's run in another directory, stopped by SIGINT after its first epoch; that
+    directory). The stop is checked: exit 130, no traceback, a checkpoint, status
+    interrupted after fewer epochs, other metrics than the reference's."""
     ref_dir, work = tmp_path / "ref", tmp_path / "work"
     ref_dir.mkdir()
     work.mkdir()
-    cfg = _long_config(ref_dir, name)
+    cfg = make_config(ref_dir)
     r = nn("train", cfg, *NO_PLOTS, "-q", cwd=ref_dir)
     assert r.rc == 0, r.show()
     ref = only_run(ref_dir)
     assert summary(ref)["status"] == "completed"
     shutil.copy(ref_dir / "data.csv", work / "data.csv")
     shutil.copy(ref_dir / cfg, work / cfg)
-
     rc, err = interrupt_training(work, cfg, tmp_path / "stderr.txt")
     assert "Traceback" not in err, err
     assert rc == 130, err
@@ -154,11 +156,21 @@ def test_sigint_then_resume_matches_the_uninterrupted_run(tmp_path, name):
     s = summary(run)
     assert s["status"] == "interrupted" and 0 < s["epochs_run"] < LONG_EPOCHS
     assert (run / "metrics.csv").read_bytes() != (ref / "metrics.csv").read_bytes()  # it really stopped early
+    return ref, run, work
 
+
+def resume_matches(run: Path, ref: Path, work: Path) -> None:
+    """``nncli train --resume RUN`` completes it, bit for bit the reference run."""
     r = nn("train", "--resume", run, *NO_PLOTS, "-q", cwd=work)
     assert r.rc == 0, r.show()
     assert not (run / CHECKPOINT).exists()
     assert_identical_run(run, ref)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_sigint_then_resume_matches_the_uninterrupted_run(tmp_path, name):
+    ref, run, work = interrupted_beside_reference(tmp_path, lambda d: _long_config(d, name))
+    resume_matches(run, ref, work)
 
 
 @pytest.mark.parametrize("name", NEW)

@@ -20,13 +20,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import warnings
 
 import numpy as np
 import pytest
 
-from helpers import (NO_PLOTS, assert_usage_error, metrics_rows, nn, npz_arrays, one_run_dir, only_run,
+from helpers import (NO_PLOTS, assert_usage_error, metrics_rows, nn, npz_arrays, one_run_dir,
                      summary, write_classes_csv, write_config, write_regression_csv, write_yaml, config_dict,
                      assert_same_arrays)
 from nncli.data import Split
@@ -37,8 +36,9 @@ from nncli.runs import CHECKPOINT
 from nncli.schedules import SCHEDULES, make_schedule
 from nncli.tasks import TASKS
 from nncli.trainer import EarlyStopping, EpochRecord, FitOptions, Trainer, clip_grad_norm
-from test_interrupts import LONG_EPOCHS, _train_library, interrupt_training, stop_twice_and_resume
-from test_new_optimizers import assert_identical_run
+from test_interrupts import LONG_EPOCHS, _train_library, stop_twice_and_resume
+from test_new_optimizers import assert_identical_run, interrupted_beside_reference, resume_matches
+from test_against_torch import _pair as torch_pair
 
 try:
     import torch
@@ -200,12 +200,7 @@ def _problem(seed=0, n=12, n_val=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n + n_val, 3))
     y = rng.integers(0, 3, n + n_val)
-    model = MLP.initialise([3, 5, 3], ["tanh"], "softmax", rng, "xavier", "float64")
-    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
-    with torch.no_grad():
-        for layer, W, b in zip((net[0], net[2]), model.W, model.b):
-            layer.weight.copy_(torch.tensor(W))
-            layer.bias.copy_(torch.tensor(b))
+    model, net = torch_pair(rng)  # the MLP and its torch twin, as tests/test_against_torch.py builds them
     return X, y, model, net
 
 
@@ -434,28 +429,13 @@ def _long(base, name):
 
 @pytest.mark.parametrize("name", list(RESUME))
 def test_sigint_then_resume_with_a_schedule_matches_the_uninterrupted_run(tmp_path, name):
-    ref_dir, work = tmp_path / "ref", tmp_path / "work"
-    ref_dir.mkdir()
-    work.mkdir()
-    cfg = _long(ref_dir, name)
-    r = nn("train", cfg, *NO_PLOTS, "-q", cwd=ref_dir)
-    assert r.rc == 0, r.show()
-    ref = only_run(ref_dir)
+    ref, run, work = interrupted_beside_reference(tmp_path, lambda d: _long(d, name))
     header, rows = metrics_rows(ref)
     assert header[-1] == "lr" and len({row[-1] for row in rows}) > 2  # the schedule did change eta
-    shutil.copy(ref_dir / "data.csv", work / "data.csv")
-    shutil.copy(ref_dir / cfg, work / cfg)
-    rc, err = interrupt_training(work, cfg, tmp_path / "stderr.txt")
-    assert rc == 130, err
-    run = only_run(work)
-    s = summary(run)
-    assert s["status"] == "interrupted" and 0 < s["epochs_run"] < LONG_EPOCHS
     with np.load(run / CHECKPOINT, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
     assert meta["schedule"]["name"] == RESUME[name]["schedule"]["name"] and meta["schedule"]["epoch"] == meta["epoch"]
-    r = nn("train", "--resume", run, *NO_PLOTS, "-q", cwd=work)
-    assert r.rc == 0, r.show()
-    assert_identical_run(run, ref)
+    resume_matches(run, ref, work)
 
 
 RESUME_SHORT = {  # the same schedules, moving within 6 epochs
