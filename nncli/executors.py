@@ -49,6 +49,17 @@ class Task:
     stderr: str = ""  # its error line, if any
 
     @property
+    def summary(self) -> dict:
+        """The --json line the task printed ({"run_dir": ..., **summary.json}); {} if none."""
+        import json
+
+        try:
+            out = json.loads(self.stdout) if self.stdout and self.stdout.strip() else {}
+        except ValueError:
+            return {}
+        return out if isinstance(out, dict) else {}
+
+    @property
     def argv(self) -> list[str]:
         """The command a process executor runs."""
         return [sys.executable, "-m", "nncli", *self.point.argv()]
@@ -160,20 +171,10 @@ def interrupted(returncode: Optional[int]) -> bool:
 def task_status(t: Task) -> str:
     """'completed', 'pruned: why', 'interrupted', 'failed' or 'failed (exit N)', with the run's last message."""
     if t.returncode == 0:
-        summary = _summary(t)
+        summary = t.summary
         if summary.get("status") == "pruned":
             return "pruned" + (f": {summary['message']}" if summary.get("message") else "")
         return "completed"
     status = "interrupted" if interrupted(t.returncode) else {1: "failed"}.get(t.returncode, f"failed (exit {t.returncode})")
     msg = (t.stderr.strip().splitlines() or [""])[-1]
     return status + (f": {msg}" if msg else "")
-
-
-def _summary(t: Task) -> dict:
-    import json
-
-    try:
-        out = json.loads(t.stdout) if t.stdout.strip() else {}
-    except ValueError:
-        return {}
-    return out if isinstance(out, dict) else {}

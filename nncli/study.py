@@ -291,14 +291,14 @@ class Study:
 
     def finished(self, task: "Task") -> None:
         """Tell the study how the task's run ended (done() of the executor, in the driver)."""
-        from .executors import _summary, interrupted
+        from .executors import interrupted
         from .runs import CHECKPOINT
 
         trial = self.trials.pop(task.index, None)
         if trial is None:
             return
         states = self.optuna.trial.TrialState
-        summary = _summary(task)
+        summary = task.summary
         run_dir = summary.get("run_dir")
         if run_dir:
             self._attr(trial._trial_id, "run_dir", Path(run_dir).name)

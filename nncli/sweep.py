@@ -450,10 +450,7 @@ class Sweep:
 
 def _ran(t: Task) -> bool:
     """Whether the task's run directory exists (its --json line names it)."""
-    try:
-        return bool(json.loads(t.stdout).get("run_dir")) if t.stdout.strip() else False
-    except (ValueError, AttributeError):
-        return False
+    return bool(t.summary.get("run_dir"))
 
 
 def _with_unrun(df, failed: list[Task]):

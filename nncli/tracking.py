@@ -375,11 +375,7 @@ def sweep_params(spec) -> dict:
 
 
 def _task_run_dir(task) -> Optional[Path]:
-    try:
-        out = json.loads(task.stdout) if task.stdout and task.stdout.strip() else None
-    except ValueError:
-        return None
-    run_dir = out.get("run_dir") if isinstance(out, dict) else None
+    run_dir = task.summary.get("run_dir")  # (nncli.executors.Task: its --json line)
     return Path(run_dir) if run_dir and Path(run_dir).is_dir() else None
 
 
